@@ -1,0 +1,72 @@
+"""Audio embedding node: AUDIO -> Hallo audio embeds (+ frame count, AUDIO fitted to the video)."""
+
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from . import common as C
+from . import convert, engine
+from .progress import ClipProgress
+
+CLIP_LENGTH = 16  # frames per clip; fixed by the trained motion modules
+
+
+class HalloAudioEmbeds(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="Hallo_AudioEmbeds",
+            display_name="Hallo Audio Embeds",
+            category=f"{C.CATEGORY}/audio",
+            description="Turns any AUDIO (any rate, mono or stereo, any length) into Hallo's wav2vec2 features "
+                        "at the video frame rate. Long audio is processed in 60 s segments.",
+            inputs=[
+                C.HalloAudioModelsType.Input("audio_models", tooltip="From 'Hallo Audio Models Loader'."),
+                io.Audio.Input("audio", tooltip="The speech that drives the lips. Only the first item of a "
+                                                "batch is used; stereo is downmixed."),
+                io.Int.Input("fps", default=25, min=1, max=60,
+                             tooltip="Video frame rate. Hallo was trained at 25 fps; other rates change "
+                                     "the motion speed the model sees."),
+            ],
+            outputs=[
+                C.HalloAudioEmbedsType.Output(display_name="audio_embeds",
+                                              tooltip="wav2vec2 layers 1-12 per video frame, padded to whole "
+                                                      "16-frame clips."),
+                io.Int.Output(display_name="frame_count", tooltip="Video frames that cover the audio "
+                                                                  "(the output video's length)."),
+                io.Audio.Output(display_name="audio", tooltip="The original audio trimmed/padded to exactly "
+                                                               "frame_count / fps seconds, for Create Video."),
+                io.Float.Output(display_name="fps", tooltip="The frame rate, for Create Video."),
+            ],
+            hidden=[io.Hidden.unique_id],
+        )
+
+    @classmethod
+    def validate_inputs(cls, fps) -> bool | str:
+        if fps is not None and not 1 <= int(fps) <= 60:
+            return f"fps must be between 1 and 60, got {fps}"
+        return True
+
+    @classmethod
+    def execute(cls, audio_models, audio, fps) -> io.NodeOutput:
+        wav, sr = convert.audio_first_item(audio)
+        if float(wav.abs().max()) == 0.0:
+            raise ValueError("audio: the audio is pure silence; Hallo needs speech to drive the lips")
+        if wav.shape[-1] < sr / float(fps):
+            raise ValueError(f"audio: {wav.shape[-1]} samples at {sr} Hz is shorter than one video frame")
+        C.load_gpu([audio_models.patcher])
+        node = cls.hidden.unique_id if cls.hidden is not None else None
+        prog = ClipProgress(node, clips=1, steps=100)
+
+        def progress(done, total):
+            prog.step(0, int(100 * done / max(1, total)))
+
+        feats = engine.embed_audio(wav, sr, audio_models.wav2vec, audio_models.wav2vec_dir,
+                                   audio_models.separator_path, fps=int(fps), clip_length=CLIP_LENGTH,
+                                   progress=progress, interrupt=C.interrupted)
+        feats.features = feats.features.to(C.out_device())
+        fitted = convert.fit_audio_to_frames(audio, feats.num_frames, fps)
+        return io.NodeOutput(feats, int(feats.num_frames), fitted, float(fps))
+
+
+NODES = [HalloAudioEmbeds]

@@ -1,0 +1,191 @@
+"""The only module of the node pack that calls into hallo_core.
+
+Every call is a thin adapter: ComfyUI types in, hallo_core types out. hallo_core is imported lazily
+here (inside functions) so that importing the pack never pulls in diffusers, transformers, mediapipe
+or onnxruntime. Where a hallo_core entry point is not present in this build, the adapter raises a
+RuntimeError that names it, instead of failing somewhere deep inside.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any, Callable, Optional
+
+import torch
+
+
+def _entry(module: str, *names: str) -> Callable:
+    """First of ``names`` found in hallo_core ``module``; a clear error when none is there."""
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as e:
+        raise RuntimeError(f"Hallo: cannot import {module} ({e}); the pack's requirements may be missing "
+                           f"(pip install -r requirements.txt in the pack folder)") from e
+    for n in names:
+        fn = getattr(mod, n, None)
+        if fn is not None:
+            return fn
+    raise RuntimeError(f"Hallo: {module} has none of {', '.join(names)}: this build of hallo_core does not "
+                       f"provide that stage yet")
+
+
+# ----------------------------------------------------------------------------------------- model
+
+
+def build_hallo_net(unet_config_path: Optional[str], operations, device, dtype) -> tuple[torch.nn.Module, dict]:
+    """Build the Hallo network (reference UNet, denoising UNet, projections, face locator)."""
+    load_unet_config = _entry("hallo_core.models", "load_unet_config")
+    build = _entry("hallo_core.models", "build_hallo_net")
+    cfg = load_unet_config(unet_config_path)
+    net = build(unet_config=cfg, operations=operations, device=device, dtype=dtype)
+    return net, cfg
+
+
+def load_hallo_weights(net: torch.nn.Module, path: str) -> None:
+    """Strict load of the official net.pth / converted safetensors (errors name the file)."""
+    load = _entry("hallo_core.io.checkpoints", "load_hallo_weights")
+    load(net, path)
+
+
+# ------------------------------------------------------------------------------------------- VAE
+
+
+def load_vae_module(folder: str, device, dtype) -> torch.nn.Module:
+    """diffusers AutoencoderKL from the official sd-vae-ft-mse folder."""
+    return _entry("hallo_core.io.vae", "load_vae")(folder, device=device, dtype=dtype)
+
+
+def vae_codec(vae_module: torch.nn.Module):
+    """hallo_core's view of a diffusers VAE: [-1,1] pixels <-> latent mean * 0.18215."""
+    return _entry("hallo_core.io.vae", "VaeCodec")(vae_module)
+
+
+LATENT_SCALE = 0.18215
+
+
+class ComfyVaeCodec:
+    """ComfyUI's core VAE seen through hallo_core's codec interface.
+
+    core ``VAE.encode`` takes IMAGE-layout pixels in 0..1, maps them to [-1,1] itself and returns the
+    *unscaled* posterior mode (= mean, DiagonalGaussianRegularizer with sample=False); ``decode``
+    returns IMAGE-layout 0..1 clamped as ``(x+1)/2``. Upstream Hallo encodes with the distribution mean
+    times 0.18215 and decodes latents / 0.18215, so the scale is applied here.
+    """
+
+    def __init__(self, vae):
+        self.vae = vae
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.vae.vae_dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.vae.device
+
+    @property
+    def scale_factor(self) -> int:
+        return int(self.vae.downscale_ratio) if isinstance(self.vae.downscale_ratio, int) else 8
+
+    @torch.no_grad()
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        """[N, 3, H, W] in [-1, 1] -> [N, 4, H/8, W/8] scaled latents."""
+        img = ((pixels.float() + 1.0) / 2.0).permute(0, 2, 3, 1).cpu()
+        return self.vae.encode(img) * LATENT_SCALE
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor, chunk: Optional[int] = None) -> torch.Tensor:
+        """[N, 4, h, w] scaled latents -> [N, 3, 8h, 8w] in [0, 1]."""
+        out = self.vae.decode((latents.float() / LATENT_SCALE).cpu())
+        return out.reshape(-1, *out.shape[-3:]).permute(0, 3, 1, 2).float()
+
+
+# ----------------------------------------------------------------------------------------- audio
+
+
+def load_wav2vec(folder: str, device, dtype) -> torch.nn.Module:
+    """wav2vec2-base-960h from the official folder (both weight-norm key spellings accepted)."""
+    return _entry("hallo_core.audio", "load_wav2vec")(folder, device=device, dtype=dtype)
+
+
+def embed_audio(waveform: torch.Tensor, sample_rate: int, wav2vec: torch.nn.Module, wav2vec_dir: str,
+                separator_path: Optional[str], fps: int, clip_length: int,
+                progress: Optional[Callable[[int, int], None]] = None,
+                interrupt: Optional[Callable[[], None]] = None):
+    """[C, T] waveform at any rate -> hallo_core.types.AudioFeatures."""
+    fn = _entry("hallo_core.audio", "embed_audio")
+    return fn(waveform, sample_rate, wav2vec=wav2vec, wav2vec_dir=wav2vec_dir, separator_path=separator_path,
+              fps=fps, clip_length=clip_length, progress=progress, interrupt=interrupt)
+
+
+# ------------------------------------------------------------------------------------------ face
+
+
+def prepare_face(rgb_uint8, models_dir: str, size: int, mode: str, face_expand_ratio: float,
+                 no_face: str, onnx_device: str, interrupt: Optional[Callable[[], None]] = None):
+    """[H, W, 3] uint8 portrait -> hallo_core.types.FaceData (masks, face region, embedding)."""
+    fn = _entry("hallo_core.face", "prepare_face", "analyze_face")
+    return fn(rgb_uint8, models_dir=models_dir, size=size, mode=mode, face_expand_ratio=face_expand_ratio,
+              no_face=no_face, onnx_device=onnx_device)
+
+
+# --------------------------------------------------------------------------------------- sampling
+
+
+def sampler_entry() -> Callable:
+    """hallo_core.pipeline's clip-chaining generator (Hallo and Hallo2 long loop)."""
+    return _entry("hallo_core.pipeline", "generate", "generate_video", "sample_video")
+
+
+def make_scheduler(name: str):
+    return _entry("hallo_core.pipeline.scheduler", "make_scheduler")(name)
+
+
+def memory_sink():
+    return _entry("hallo_core.io.video", "MemorySink")()
+
+
+def mp4_sink(path: str, waveform, sample_rate: int):
+    return _entry("hallo_core.io.video", "Mp4Sink")(path, waveform=waveform, sample_rate=sample_rate)
+
+
+# --------------------------------------------------------------------------------------- upscaler
+
+
+def load_upscaler_nets(net_g: str, detector: str, parser: Optional[str], device, dtype, operations) -> dict:
+    """Temporal CodeFormer, RetinaFace-R50 and ParseNet from the official files (strict)."""
+    mod = "hallo_core.io.upscaler_weights"
+    cf = _entry(mod, "load_temporal_codeformer", "load_codeformer")(net_g, device=device, dtype=dtype,
+                                                                      operations=operations)
+    det = _entry(mod, "load_retinaface", "load_detector")(detector, device=device, operations=operations)
+    par = None
+    if parser is not None:
+        par = _entry(mod, "load_parsenet", "load_parser")(parser, device=device, operations=operations)
+    return {"codeformer": cf, "detector": det, "parser": par}
+
+
+def upscale_frames(frames, nets: dict, bg_upscaler, scale: int, fidelity: float, **kw):
+    """Iterator over upscaled IMAGE frames [H*s, W*s, 3] (hallo_core.upscale.video_upscale)."""
+    fn = _entry("hallo_core.upscale.video_upscale", "upscale_frames")
+    return fn(frames, nets["codeformer"], nets["detector"], nets["parser"], bg_upscaler, scale, fidelity, **kw)
+
+
+def tensor_upscaler(model, device=None, dtype=None):
+    return _entry("hallo_core.upscale.background", "tensor_upscaler")(model, device=device, dtype=dtype)
+
+
+def hf_download(repo_id: str, files: list[str], target: str, progress=None) -> list[str]:
+    """Download ``files`` of ``repo_id`` into ``target`` with huggingface_hub (explicit user action only)."""
+    from huggingface_hub import hf_hub_download
+
+    out = []
+    for i, f in enumerate(files):
+        out.append(hf_hub_download(repo_id=repo_id, filename=f, local_dir=target))
+        if progress is not None:
+            progress(i + 1, len(files))
+    return out
+
+
+def file_exists(path: str) -> bool:
+    return os.path.isfile(path)

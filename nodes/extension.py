@@ -1,0 +1,27 @@
+"""The ComfyExtension that lists every node of the pack."""
+
+from __future__ import annotations
+
+from comfy_api.latest import ComfyExtension, io
+
+from . import common
+
+
+def node_list() -> list[type[io.ComfyNode]]:
+    from . import audio, download, face, loaders, long_video, reference, sampler, upscale
+
+    out: list[type[io.ComfyNode]] = []
+    for mod in (loaders, audio, face, reference, sampler, long_video, upscale, download):
+        out += mod.NODES
+    return out
+
+
+class HalloExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return node_list()
+
+
+def setup() -> HalloExtension:
+    """One-time setup (ComfyUI 0.8.0 never calls ComfyExtension.on_load): register models/hallo."""
+    common.register_model_folder()
+    return HalloExtension()

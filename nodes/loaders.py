@@ -1,0 +1,198 @@
+"""Loader nodes: Hallo network, VAE, audio models, face analysis models.
+
+Files come from ``models/hallo`` (and any ``hallo:`` path of extra_model_paths.yaml) in the official
+Hugging Face layout. Each torch model sits behind a ModelPatcher over a plain container module, built on
+the offload device with comfy.ops so ComfyUI can move, partially load and interrupt it.
+"""
+
+from __future__ import annotations
+
+import os
+
+from comfy_api.latest import io
+
+from . import common as C
+from . import engine
+
+UNET_CONFIG = "stable-diffusion-v1-5/unet/config.json"
+VAE_DIR = "sd-vae-ft-mse"
+WAV2VEC_DIR = "wav2vec/wav2vec2-base-960h"
+FACE_DIR = "face_analysis/models"
+FACE_FILES = ("scrfd_10g_bnkps.onnx", "glintr100.onnx")
+LANDMARKER = "face_landmarker_v2_with_blendshapes.task"
+
+HalloVaeType = io.Custom("HALLO_VAE")
+
+
+def _net_files() -> list[str]:
+    names = C.list_files((".pth", ".safetensors", ".sft"))
+    return [n for n in names if os.path.basename(n).startswith("net") and not os.path.basename(n).startswith("net_g")]
+
+
+def _vae_dirs() -> list[str]:
+    found = []
+    for root in C.model_roots():
+        if os.path.isdir(root):
+            for name in sorted(os.listdir(root)):
+                if "vae" in name.lower() and os.path.isfile(os.path.join(root, name, "config.json")):
+                    found.append(name)
+    return sorted(set(found)) or [VAE_DIR]
+
+
+def _separators() -> list[str]:
+    return ["none"] + C.list_files((".onnx",), "audio_separator/")
+
+
+def _find_unet_config(model_root: str) -> str | None:
+    candidates = [os.path.join(model_root, UNET_CONFIG)] + [os.path.join(r, UNET_CONFIG) for r in C.model_roots()]
+    return next((p for p in candidates if os.path.isfile(p)), None)
+
+
+class HalloModelLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="Hallo_ModelLoader",
+            display_name="Hallo Model Loader",
+            category=f"{C.CATEGORY}/loaders",
+            description="Loads the Hallo / Hallo2 network (net.pth: reference UNet, denoising UNet with audio "
+                        "and motion modules, face locator, projections) from models/hallo. The UNet shape comes "
+                        f"from {UNET_CONFIG} when present, else the built-in SD1.5 config.",
+            inputs=[
+                io.Combo.Input("model", options=C.combo_options(_net_files(), "hallo2/net.pth"),
+                               tooltip="net.pth (or a converted .safetensors) under models/hallo: hallo/net.pth "
+                                       "for Hallo, hallo2/net.pth for Hallo2 long videos."),
+                io.Combo.Input("precision", options=C.PRECISIONS, default="auto",
+                               tooltip="Weight precision. auto follows ComfyUI's model management "
+                                       "(fp16/bf16 on GPUs that support it, fp32 on CPU)."),
+            ],
+            outputs=[C.HalloModelType.Output(display_name="hallo_model",
+                                             tooltip="The Hallo network, managed by ComfyUI (loaded to the GPU "
+                                                     "only while a Hallo node runs).")],
+        )
+
+    @classmethod
+    def execute(cls, model, precision) -> io.NodeOutput:
+        import folder_paths
+
+        path = folder_paths.get_full_path(C.FOLDER, model)
+        if path is None:
+            raise C.missing(model, C.HF_HALLO2 if "hallo2" in model else C.HF_HALLO)
+        root = C.root_of(path, model)
+        cfg_path = _find_unet_config(root)
+        if cfg_path is None:
+            C.log.info("Hallo: %s not found, using the built-in SD1.5 UNet config", UNET_CONFIG)
+        dev = C.load_device()
+        dtype = C.pick_dtype(precision, dev, n_params=2_400_000_000)
+        ops = C.pick_operations(dtype, dev)
+        net, cfg = engine.build_hallo_net(cfg_path, ops, C.offload_device(), dtype)
+        engine.load_hallo_weights(net, path)
+        net = net.to(dtype=dtype).eval().requires_grad_(False)
+        patcher = C.make_patcher(C.Container(C.offload_device(), dtype, net=net))
+        version = "hallo2" if "hallo2" in model.replace("\\", "/").split("/")[0] else "hallo"
+        return io.NodeOutput(C.HalloModel(patcher=patcher, version=version, dtype=dtype, unet_config=cfg, path=path))
+
+
+class HalloVAE:
+    """HALLO_VAE: the official sd-vae-ft-mse (diffusers AutoencoderKL) behind a ModelPatcher."""
+
+    def __init__(self, patcher, folder: str):
+        self.patcher = patcher
+        self.folder = folder
+
+    def codec(self):
+        return engine.vae_codec(self.patcher.model.vae)
+
+
+class HalloVAELoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="Hallo_VAELoader",
+            display_name="Hallo VAE Loader",
+            category=f"{C.CATEGORY}/loaders",
+            description="Loads the official sd-vae-ft-mse folder from models/hallo. ComfyUI's own "
+                        "'Load VAE' with vae-ft-mse-840000 works as well.",
+            inputs=[
+                io.Combo.Input("vae_folder", options=_vae_dirs(),
+                               tooltip="Folder under models/hallo holding config.json and "
+                                       "diffusion_pytorch_model.safetensors (sd-vae-ft-mse)."),
+                io.Combo.Input("precision", options=C.PRECISIONS, default="fp32",
+                               tooltip="VAE precision. Upstream Hallo decodes in the UNet's precision; fp32 "
+                                       "is the safe choice (sd-vae-ft-mse overflows less in fp32/bf16)."),
+            ],
+            outputs=[HalloVaeType.Output(display_name="vae", tooltip="The VAE, for the Hallo reference and "
+                                                                     "sampler nodes.")],
+        )
+
+    @classmethod
+    def execute(cls, vae_folder, precision) -> io.NodeOutput:
+        folder = C.find_dir(vae_folder, ("config.json",), C.HF_HALLO)
+        dev = C.load_device()
+        dtype = C.pick_dtype(precision, dev) if precision != "auto" else C.pick_dtype("fp32", dev)
+        vae = engine.load_vae_module(folder, C.offload_device(), dtype)
+        patcher = C.make_patcher(C.Container(C.offload_device(), dtype, vae=vae))
+        return io.NodeOutput(HalloVAE(patcher, folder))
+
+
+class HalloAudioModelLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="Hallo_AudioModelLoader",
+            display_name="Hallo Audio Models Loader",
+            category=f"{C.CATEGORY}/loaders",
+            description="Loads wav2vec2-base-960h (the audio encoder Hallo was trained with) and, optionally, "
+                        "the Kim_Vocal_2 vocal separator.",
+            inputs=[
+                io.Combo.Input("separator", options=_separators(), default="none",
+                               tooltip="Vocal separator run before wav2vec2 (audio_separator/Kim_Vocal_2.onnx). "
+                                       "'none' feeds the audio as is; the video always keeps the original audio."),
+                io.Combo.Input("precision", options=C.PRECISIONS, default="fp32",
+                               tooltip="wav2vec2 precision; fp32 matches upstream's features most closely."),
+            ],
+            outputs=[C.HalloAudioModelsType.Output(display_name="audio_models",
+                                                   tooltip="wav2vec2 (+ separator) for the Hallo Audio "
+                                                           "Embeds node.")],
+        )
+
+    @classmethod
+    def execute(cls, separator, precision) -> io.NodeOutput:
+        folder = C.find_dir(WAV2VEC_DIR, ("config.json",), C.HF_HALLO)
+        sep = None if separator == "none" else C.find_file(separator, C.HF_HALLO)
+        dev = C.load_device()
+        dtype = C.pick_dtype(precision, dev) if precision != "auto" else C.pick_dtype("fp32", dev)
+        w2v = engine.load_wav2vec(folder, C.offload_device(), dtype)
+        patcher = C.make_patcher(C.Container(C.offload_device(), dtype, wav2vec=w2v))
+        return io.NodeOutput(C.AudioModels(patcher=patcher, wav2vec_dir=folder, separator_path=sep, dtype=dtype))
+
+
+class HalloFaceModelLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="Hallo_FaceModelLoader",
+            display_name="Hallo Face Models Loader",
+            category=f"{C.CATEGORY}/loaders",
+            description="Finds the face analysis models (SCRFD detector, ArcFace glintr100, MediaPipe face "
+                        "landmarker) under models/hallo/face_analysis/models. Sessions are created when the "
+                        "face node runs and released right after.",
+            inputs=[
+                io.Combo.Input("onnx_device", options=["cpu", "gpu"], default="cpu",
+                               tooltip="Where onnxruntime runs detection and the identity embedding. The models "
+                                       "are small; CPU avoids a second GPU runtime."),
+            ],
+            outputs=[C.HalloFaceModelsType.Output(display_name="face_models",
+                                                  tooltip="Face model locations for the Hallo Face Analysis node.")],
+        )
+
+    @classmethod
+    def execute(cls, onnx_device) -> io.NodeOutput:
+        for f in FACE_FILES:
+            C.find_file(f"{FACE_DIR}/{f}", C.HF_HALLO)
+        folder = C.find_dir(FACE_DIR, FACE_FILES, C.HF_HALLO)
+        models_dir = os.path.dirname(os.path.dirname(folder))
+        return io.NodeOutput(C.FaceModels(models_dir=models_dir, onnx_device=onnx_device))
+
+
+NODES = [HalloModelLoader, HalloVAELoader, HalloAudioModelLoader, HalloFaceModelLoader]

@@ -1,0 +1,124 @@
+"""Hierarchical-audio-attention sampler node (Hallo): clips of 16 frames chained by 2 motion frames."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from comfy_api.latest import io
+
+from . import common as C
+from . import convert, engine
+from .progress import ClipProgress
+from .reference import vae_input
+
+CLIP_LENGTH = 16
+
+
+def sampling_inputs(default_steps: int = 40) -> list:
+    """Widgets shared by the Hallo and Hallo2 samplers."""
+    return [
+        io.Int.Input("seed", default=42, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                     tooltip="Noise seed. The same seed, inputs and device give the same video."),
+        io.Int.Input("steps", default=default_steps, min=1, max=200,
+                     tooltip="Denoising steps per clip (upstream 40 with DDIM)."),
+        io.Float.Input("cfg", default=3.5, min=1.0, max=20.0, step=0.1, round=0.01,
+                       tooltip="Classifier-free guidance scale (upstream 3.5)."),
+        io.Float.Input("pose_weight", default=1.0, min=0.0, max=3.0, step=0.05,
+                       tooltip="Strength of audio-driven head pose (background/pose mask branch)."),
+        io.Float.Input("face_weight", default=1.0, min=0.0, max=3.0, step=0.05,
+                       tooltip="Strength of audio-driven facial expression (face mask branch)."),
+        io.Float.Input("lip_weight", default=1.0, min=0.0, max=3.0, step=0.05,
+                       tooltip="Strength of audio-driven lip motion (lip mask branch)."),
+        io.Combo.Input("scheduler", options=C.SCHEDULERS, default="ddim",
+                       tooltip="ddim reproduces upstream. dpmpp / unipc / euler are a fast mode for "
+                               "10-25 steps (not identical to upstream)."),
+    ]
+
+
+def model_inputs() -> list:
+    return [
+        C.HalloModelType.Input("hallo_model", tooltip="From 'Hallo Model Loader'."),
+        vae_input("sd-vae-ft-mse: from 'Hallo VAE Loader' or core 'Load VAE'."),
+        C.HalloReferenceType.Input("reference", tooltip="From 'Hallo Reference Encode'."),
+        C.HalloAudioEmbedsType.Input("audio_embeds", tooltip="From 'Hallo Audio Embeds'."),
+    ]
+
+
+def check_sampling(steps, cfg) -> bool | str:
+    if steps is not None and not 1 <= int(steps) <= 200:
+        return f"steps must be between 1 and 200, got {steps}"
+    if cfg is not None and not 1.0 <= float(cfg) <= 20.0:
+        return f"cfg must be between 1.0 and 20.0, got {cfg}"
+    return True
+
+
+def run(node_id, hallo_model, vae, reference, audio_embeds, seed, steps, cfg, pose_weight, face_weight,
+        lip_weight, scheduler, sink, mask_rate: float = 0.0, resume_path: Optional[str] = None):
+    """Drive hallo_core's clip loop with ComfyUI model management, progress and interrupt.
+
+    Before every clip both patchers are (re)loaded: a no-op when they still are on the device, and it
+    brings them back if another model evicted them in between.
+    """
+    codec, vae_patcher = C.vae_codec(vae)
+    clips = max(1, -(-int(audio_embeds.num_frames) // CLIP_LENGTH))
+    prog = ClipProgress(node_id, clips=clips, steps=int(steps))
+    fps = float(getattr(audio_embeds, "fps", 25))
+
+    def before_clip(clip: int) -> None:
+        C.interrupted()
+        C.load_gpu([hallo_model.patcher, vae_patcher])
+
+    def on_step(clip: int, step: int) -> None:
+        prog.step(clip, step)
+
+    def on_clip(clip: int, frames) -> None:
+        prog.clip_done(clip, frames, fps)
+
+    generate = engine.sampler_entry()
+    C.load_gpu([hallo_model.patcher, vae_patcher])
+    return generate(
+        hallo_model.net, codec, reference.face, audio_embeds,
+        ref_latent=reference.ref_latent, steps=int(steps), cfg=float(cfg), seed=int(seed),
+        pose_weight=float(pose_weight), face_weight=float(face_weight), lip_weight=float(lip_weight),
+        scheduler=scheduler, mask_rate=float(mask_rate), sink=sink, device=C.load_device(),
+        dtype=hallo_model.dtype, before_clip=before_clip, on_step=on_step, on_clip=on_clip,
+        interrupt=C.interrupted, resume_path=resume_path,
+    )
+
+
+class HalloSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="Hallo_Sampler",
+            display_name="Hallo Sampler",
+            category=f"{C.CATEGORY}/sampling",
+            description="Generates the talking-head video, 16-frame clips chained by 2 motion frames "
+                        "(Hallo). Returns IMAGE frames; connect them with the audio and fps to core "
+                        "Create Video -> Save Video.",
+            inputs=model_inputs() + sampling_inputs(),
+            outputs=[
+                io.Image.Output(display_name="frames", tooltip="The video frames [N,H,W,3], exactly as many as "
+                                                               "the audio covers."),
+                io.Float.Output(display_name="fps", tooltip="Frame rate of the frames."),
+            ],
+            hidden=[io.Hidden.unique_id],
+        )
+
+    @classmethod
+    def validate_inputs(cls, steps, cfg) -> bool | str:
+        return check_sampling(steps, cfg)
+
+    @classmethod
+    def execute(cls, hallo_model, vae, reference, audio_embeds, seed, steps, cfg, pose_weight, face_weight,
+                lip_weight, scheduler) -> io.NodeOutput:
+        sink = engine.memory_sink()
+        run(cls.hidden.unique_id if cls.hidden is not None else None, hallo_model, vae, reference, audio_embeds,
+            seed, steps, cfg, pose_weight, face_weight, lip_weight, scheduler, sink, mask_rate=0.0)
+        images = sink.images()[: int(audio_embeds.num_frames)]
+        return io.NodeOutput(images.to(C.out_device()), float(getattr(audio_embeds, "fps", 25)))
+
+
+NODES = [HalloSampler]
+
+__all__ = ["HalloSampler", "run", "sampling_inputs", "model_inputs", "check_sampling", "convert"]

@@ -1,0 +1,174 @@
+"""Hallo2 temporal upscaler nodes: temporal CodeFormer face restoration + core UPSCALE_MODEL background."""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+
+import torch
+from comfy_api.latest import InputImpl, Types, io, ui
+
+from . import common as C
+from . import convert, engine
+from .long_video import _output_path
+from .progress import ClipProgress
+
+NET_G = "hallo2/net_g.pth"
+DETECTOR = "facelib/detection_Resnet50_Final.pth"
+PARSER = "facelib/parsing_parsenet.pth"
+CODEFORMER_SRC = "https://huggingface.co/fudan-generative-ai/hallo2 (hallo2/net_g.pth, facelib/)"
+
+
+class HalloUpscalerLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="Hallo2_UpscalerLoader",
+            display_name="Hallo2 Temporal Upscaler Loader",
+            category=f"{C.CATEGORY}/loaders",
+            description="Loads Hallo2's temporal CodeFormer (hallo2/net_g.pth), the RetinaFace-R50 face detector "
+                        "and the ParseNet face parser (facelib/) from models/hallo.",
+            inputs=[
+                io.Combo.Input("precision", options=C.PRECISIONS, default="fp32",
+                               tooltip="Precision of the face restorer. fp32 matches upstream; fp16 is faster "
+                                       "on GPUs."),
+                io.Boolean.Input("use_parser", default=True,
+                                 tooltip="Blend the restored face with a face-parsing mask (upstream). Off: "
+                                         "square soft mask only."),
+            ],
+            outputs=[C.HalloUpscalerType.Output(display_name="upscaler",
+                                                tooltip="Temporal face restorer for 'Hallo2 Temporal Upscale'.")],
+        )
+
+    @classmethod
+    def execute(cls, precision, use_parser) -> io.NodeOutput:
+        net_g = C.find_file(NET_G, CODEFORMER_SRC)
+        det = C.find_file(DETECTOR, CODEFORMER_SRC)
+        par = C.find_file(PARSER, CODEFORMER_SRC) if use_parser else None
+        dev = C.load_device()
+        dtype = C.pick_dtype(precision, dev) if precision != "auto" else C.pick_dtype("fp32", dev)
+        nets = engine.load_upscaler_nets(net_g, det, par, C.offload_device(), dtype, C.pick_operations(dtype, dev))
+        mods = {k: v for k, v in nets.items() if v is not None}
+        patcher = C.make_patcher(C.Container(C.offload_device(), dtype, **mods))
+        return io.NodeOutput(C.UpscalerModels(patcher=patcher, dtype=dtype,
+                                              paths={"net_g": net_g, "detector": det, "parser": par}))
+
+
+def _background(upscale_model):
+    """core UPSCALE_MODEL (spandrel) as hallo_core's BGR x2 upscaler, tiled like core's node."""
+    if upscale_model is None:
+        return None, lambda: None
+    import comfy.model_management as mm
+    import comfy.utils
+
+    device = mm.get_torch_device()
+    mm.free_memory(mm.module_size(upscale_model.model) + 512 * 512 * 3 * 4 * 384, device)
+    upscale_model.to(device)
+
+    def model(x: torch.Tensor) -> torch.Tensor:
+        return comfy.utils.tiled_scale(x.to(device), lambda a: upscale_model(a), tile_x=512, tile_y=512,
+                                       overlap=32, upscale_amount=upscale_model.scale)
+
+    return engine.tensor_upscaler(model), lambda: upscale_model.to("cpu")
+
+
+class HalloTemporalUpscale(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="Hallo2_TemporalUpscale",
+            display_name="Hallo2 Temporal Upscale",
+            category=f"{C.CATEGORY}/upscale",
+            description="Hallo2's high-resolution stage: restores the face over 16-frame windows with the "
+                        "temporal CodeFormer, upscales the background with a core upscale model "
+                        "(RealESRGAN_x2plus from models/upscale_models) and pastes the face back. Frames "
+                        "without a face are passed through background-upscaled.",
+            inputs=[
+                C.HalloUpscalerType.Input("upscaler", tooltip="From 'Hallo2 Temporal Upscaler Loader'."),
+                io.MultiType.Input("frames", types=[io.Image, io.Video],
+                                   tooltip="IMAGE frames, or the VIDEO of 'Hallo2 Long Video Sampler' (read "
+                                           "frame by frame, so long files never sit in memory)."),
+                io.UpscaleModel.Input("upscale_model", optional=True,
+                                      tooltip="Background upscaler (core 'Load Upscale Model', e.g. "
+                                              "RealESRGAN_x2plus.pth). Without it the background is resized "
+                                              "with Lanczos only."),
+                io.Combo.Input("scale", options=["1", "2", "4", "8"], default="2",
+                               tooltip="Output size factor: x2 by the neural model, the rest Lanczos (upstream)."),
+                io.Float.Input("fidelity", default=0.5, min=0.0, max=1.0, step=0.05,
+                               tooltip="CodeFormer fidelity w: 0 = codebook (sharper, less faithful), 1 = "
+                                       "closest to the input face."),
+                io.Boolean.Input("face_upsample", default=False,
+                                 tooltip="Also upscale the restored face with the background model before "
+                                         "pasting (upstream option)."),
+                io.Float.Input("landmark_smoothing", default=0.0, min=0.0, max=0.95, step=0.05,
+                               tooltip="Temporal smoothing of face landmarks against jitter; 0 = off "
+                                       "(upstream)."),
+                io.Combo.Input("output_mode", options=["image", "file"], default="image",
+                               tooltip="image: IMAGE frames out. file: stream an mp4 (audio copied from a VIDEO "
+                                       "input) and return it as VIDEO; for long videos."),
+                io.String.Input("filename_prefix", default="hallo2/upscaled",
+                                tooltip="Output file prefix in file mode."),
+            ],
+            outputs=[
+                io.Image.Output(display_name="frames", tooltip="Upscaled IMAGE frames (file mode: last frame only)."),
+                io.Video.Output(display_name="video", tooltip="The upscaled video (file or frames + audio)."),
+            ],
+            hidden=[io.Hidden.unique_id],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, upscaler, frames, scale, fidelity, face_upsample, landmark_smoothing, output_mode,
+                filename_prefix, upscale_model=None) -> io.NodeOutput:
+        node_id = cls.hidden.unique_id if cls.hidden is not None else None
+        s = int(scale)
+        audio, fps, src_path = None, Fraction(25), None
+        if isinstance(frames, torch.Tensor):
+            convert.check_image(frames, "frames")
+            source, total = frames[..., :3], int(frames.shape[0])
+        else:
+            fps = Fraction(frames.get_frame_rate()).limit_denominator(100000)
+            stream = frames.get_stream_source() if hasattr(frames, "get_stream_source") else None
+            if isinstance(stream, str) and os.path.isfile(stream):
+                from hallo_core.upscale.video_io import read_frames_bgr
+
+                src_path = stream
+                total = int(frames.get_frame_count())
+                source = (torch.from_numpy(f[:, :, ::-1].copy()).float() / 255.0 for f in read_frames_bgr(stream))
+            else:
+                comp = frames.get_components()
+                source, total, audio = comp.images, int(comp.images.shape[0]), comp.audio
+        C.load_gpu([upscaler.patcher])
+        prog = ClipProgress(node_id, clips=1, steps=max(1, total))
+        bg, release = _background(upscale_model)
+        nets = {"codeformer": getattr(upscaler.patcher.model, "codeformer"),
+                "detector": getattr(upscaler.patcher.model, "detector"),
+                "parser": getattr(upscaler.patcher.model, "parser", None)}
+        it = engine.upscale_frames(source, nets, bg, s, float(fidelity), face_upsample=bool(face_upsample),
+                                   landmark_smoothing=float(landmark_smoothing), total=total,
+                                   progress=lambda done, tot: prog.step(0, done), interrupt=C.interrupted,
+                                   fp16=upscaler.dtype == torch.float16)
+        try:
+            if output_mode == "image":
+                out = torch.stack([f.float().cpu() for f in it]).to(C.out_device())
+                video = InputImpl.VideoFromComponents(Types.VideoComponents(images=out, audio=audio, frame_rate=fps))
+                return io.NodeOutput(out, video)
+            from hallo_core.upscale.video_io import write_video
+
+            path, fname, subfolder = _output_path(filename_prefix, False)
+            last = {}
+
+            def bgr():
+                for f in it:
+                    last["f"] = f
+                    yield (f.clamp(0, 1) * 255).round().to(torch.uint8).numpy()[:, :, ::-1]
+
+            write_video(path, bgr(), fps, audio_from=src_path)
+            img = last["f"].unsqueeze(0).float().to(C.out_device())
+            preview = ui.PreviewVideo([ui.SavedResult(fname, subfolder, io.FolderType.output)])
+            return io.NodeOutput(img, InputImpl.VideoFromFile(path), ui=preview)
+        finally:
+            release()
+
+
+NODES = [HalloUpscalerLoader, HalloTemporalUpscale]
