@@ -38,3 +38,7 @@ self-attention ignores the reference; all rows keep the motion-frame prefix.
 """
 
 from .config import SD15_UNET_CONFIG, load_unet_config  # noqa: F401
+from .denoising_unet import DenoisingUNet, ReferenceState  # noqa: F401,E402
+from .net import HalloNet, build_hallo_net  # noqa: F401,E402
+from .projections import AudioProj, FaceLocator, ImageProj  # noqa: F401,E402
+from .reference_unet import ReferenceUNet  # noqa: F401,E402
