@@ -8,7 +8,7 @@ from . import common as C
 from . import convert, engine
 from .progress import ClipProgress
 
-CLIP_LENGTH = 16  # frames per clip; fixed by the trained motion modules
+FPS = 25  # Hallo's audio features are computed at 25 video frames per second (640 samples at 16 kHz)
 
 
 class HalloAudioEmbeds(io.ComfyNode):
@@ -24,9 +24,9 @@ class HalloAudioEmbeds(io.ComfyNode):
                 C.HalloAudioModelsType.Input("audio_models", tooltip="From 'Hallo Audio Models Loader'."),
                 io.Audio.Input("audio", tooltip="The speech that drives the lips. Only the first item of a "
                                                 "batch is used; stereo is downmixed."),
-                io.Int.Input("fps", default=25, min=1, max=60,
-                             tooltip="Video frame rate. Hallo was trained at 25 fps; other rates change "
-                                     "the motion speed the model sees."),
+                io.Boolean.Input("segment_60s", default=True,
+                                 tooltip="Process the audio in 60 s segments (Hallo2; memory stays bounded for "
+                                         "hour-long audio). Off: one pass over the whole audio (Hallo v1)."),
             ],
             outputs=[
                 C.HalloAudioEmbedsType.Output(display_name="audio_embeds",
@@ -36,33 +36,29 @@ class HalloAudioEmbeds(io.ComfyNode):
                                                                   "(the output video's length)."),
                 io.Audio.Output(display_name="audio", tooltip="The original audio trimmed/padded to exactly "
                                                                "frame_count / fps seconds, for Create Video."),
-                io.Float.Output(display_name="fps", tooltip="The frame rate, for Create Video."),
+                io.Float.Output(display_name="fps", tooltip="The frame rate (25, as Hallo was trained), for "
+                                                            "Create Video."),
             ],
             hidden=[io.Hidden.unique_id],
         )
 
     @classmethod
-    def validate_inputs(cls, fps) -> bool | str:
-        if fps is not None and not 1 <= int(fps) <= 60:
-            return f"fps must be between 1 and 60, got {fps}"
-        return True
-
-    @classmethod
-    def execute(cls, audio_models, audio, fps) -> io.NodeOutput:
+    def execute(cls, audio_models, audio, segment_60s) -> io.NodeOutput:
+        fps = FPS
         wav, sr = convert.audio_first_item(audio)
         if float(wav.abs().max()) == 0.0:
             raise ValueError("audio: the audio is pure silence; Hallo needs speech to drive the lips")
         if wav.shape[-1] < sr / float(fps):
             raise ValueError(f"audio: {wav.shape[-1]} samples at {sr} Hz is shorter than one video frame")
-        C.load_gpu([audio_models.patcher])
+        C.load_gpu([audio_models.patcher], full=True)  # transformers modules: no partial loading
         node = cls.hidden.unique_id if cls.hidden is not None else None
         prog = ClipProgress(node, clips=1, steps=100)
 
         def progress(done, total):
             prog.step(0, int(100 * done / max(1, total)))
 
-        feats = engine.embed_audio(wav, sr, audio_models.wav2vec, audio_models.wav2vec_dir,
-                                   audio_models.separator_path, fps=int(fps), clip_length=CLIP_LENGTH,
+        feats = engine.embed_audio({"waveform": wav.unsqueeze(0), "sample_rate": sr}, audio_models.wav2vec,
+                                   audio_models.separator_path, 60.0 if segment_60s else None,
                                    progress=progress, interrupt=C.interrupted)
         feats.features = feats.features.to(C.out_device())
         fitted = convert.fit_audio_to_frames(audio, feats.num_frames, fps)

@@ -220,7 +220,7 @@ class AudioModels:
 class FaceModels:
     """HALLO_FACE_MODELS: file locations only; onnxruntime/mediapipe sessions are created per use."""
 
-    models_dir: str  # the folder holding face_analysis/models
+    models_dir: str  # the face_analysis folder (holding models/)
     onnx_device: str = "cpu"
 
 
@@ -243,12 +243,35 @@ class Reference:
     size: int = 512
 
 
+class ManagedCodec:
+    """hallo_core's VAE codec with the VAE brought onto the device before every encode/decode.
+
+    The VAE is a diffusers module (not comfy.ops), so it is loaded fully; loading it may partially
+    offload the Hallo network, which comfy.ops layers handle by casting weights per forward.
+    """
+
+    def __init__(self, codec, patcher):
+        self.codec = codec
+        self.patcher = patcher
+
+    def __getattr__(self, name):
+        return getattr(self.codec, name)
+
+    def encode(self, pixels):
+        load_gpu([self.patcher], full=True)
+        return self.codec.encode(pixels.to(self.codec.device, self.codec.dtype))
+
+    def decode(self, latents, chunk=None):
+        load_gpu([self.patcher], full=True)
+        return self.codec.decode(latents, chunk)
+
+
 def vae_codec(vae):
     """(codec, patcher) for either the pack's HALLO_VAE or ComfyUI's core VAE."""
     from . import engine
 
     if hasattr(vae, "codec") and hasattr(vae, "patcher") and hasattr(vae, "folder"):
-        return vae.codec(), vae.patcher
+        return ManagedCodec(vae.codec(), vae.patcher), vae.patcher
     if hasattr(vae, "first_stage_model") and hasattr(vae, "encode"):
         if getattr(vae, "latent_channels", 4) != 4 or getattr(vae, "latent_dim", 2) != 2:
             raise ValueError("Hallo needs an SD1.5-family VAE (4 latent channels, image VAE, e.g. "

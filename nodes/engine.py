@@ -33,19 +33,18 @@ def _entry(module: str, *names: str) -> Callable:
 # ----------------------------------------------------------------------------------------- model
 
 
-def build_hallo_net(unet_config_path: Optional[str], operations, device, dtype) -> tuple[torch.nn.Module, dict]:
-    """Build the Hallo network (reference UNet, denoising UNet, projections, face locator)."""
+def build_hallo_net(unet_config_path: Optional[str], operations, dtype) -> tuple[torch.nn.Module, dict]:
+    """Build the Hallo network without allocating weights (meta device); the checkpoint fills it."""
     load_unet_config = _entry("hallo_core.models", "load_unet_config")
     build = _entry("hallo_core.models", "build_hallo_net")
     cfg = load_unet_config(unet_config_path)
-    net = build(unet_config=cfg, operations=operations, device=device, dtype=dtype)
+    net = build(unet_config=cfg, operations=operations, device="meta", dtype=dtype)
     return net, cfg
 
 
 def load_hallo_weights(net: torch.nn.Module, path: str) -> None:
-    """Strict load of the official net.pth / converted safetensors (errors name the file)."""
-    load = _entry("hallo_core.io.checkpoints", "load_hallo_weights")
-    load(net, path)
+    """Strict load of the official net.pth / converted safetensors (errors name the file and keys)."""
+    _entry("hallo_core.io.checkpoints", "load_hallo_weights")(net, path)
 
 
 # ------------------------------------------------------------------------------------------- VAE
@@ -105,37 +104,62 @@ class ComfyVaeCodec:
 
 
 def load_wav2vec(folder: str, device, dtype) -> torch.nn.Module:
-    """wav2vec2-base-960h from the official folder (both weight-norm key spellings accepted)."""
-    return _entry("hallo_core.audio", "load_wav2vec")(folder, device=device, dtype=dtype)
+    """wav2vec2-base-960h with Hallo's forward (both weight-norm key spellings accepted)."""
+    cls = _entry("hallo_core.audio", "HalloWav2Vec")
+    return cls.from_pretrained(folder, device=device, dtype=dtype)
 
 
-def embed_audio(waveform: torch.Tensor, sample_rate: int, wav2vec: torch.nn.Module, wav2vec_dir: str,
-                separator_path: Optional[str], fps: int, clip_length: int,
+def embed_audio(audio: dict, encoder: torch.nn.Module, separator_path: Optional[str], segment_seconds,
                 progress: Optional[Callable[[int, int], None]] = None,
                 interrupt: Optional[Callable[[], None]] = None):
-    """[C, T] waveform at any rate -> hallo_core.types.AudioFeatures."""
-    fn = _entry("hallo_core.audio", "embed_audio")
-    return fn(waveform, sample_rate, wav2vec=wav2vec, wav2vec_dir=wav2vec_dir, separator_path=separator_path,
-              fps=fps, clip_length=clip_length, progress=progress, interrupt=interrupt)
+    """ComfyUI AUDIO -> hallo_core.types.AudioFeatures (25 fps, padded to whole 16-frame clips).
+
+    The onnxruntime separator session lives only for this call.
+    """
+    separator = None
+    if separator_path is not None:
+        separator = _entry("hallo_core.audio", "load_separator")(separator_path)
+    try:
+        fn = _entry("hallo_core.audio", "embed_audio")
+        return fn(audio, encoder, separator=separator, segment_seconds=segment_seconds,
+                  progress=progress, interrupt=interrupt)
+    finally:
+        del separator
 
 
 # ------------------------------------------------------------------------------------------ face
 
 
-def prepare_face(rgb_uint8, models_dir: str, size: int, mode: str, face_expand_ratio: float,
-                 no_face: str, onnx_device: str, interrupt: Optional[Callable[[], None]] = None):
-    """[H, W, 3] uint8 portrait -> hallo_core.types.FaceData (masks, face region, embedding)."""
-    fn = _entry("hallo_core.face", "prepare_face", "analyze_face")
-    return fn(rgb_uint8, models_dir=models_dir, size=size, mode=mode, face_expand_ratio=face_expand_ratio,
-              no_face=no_face, onnx_device=onnx_device)
+def prepare_face(rgb_uint8, face_analysis_dir: str, size: int, mode: str, face_expand_ratio: float,
+                 no_face: str, onnx_device: str):
+    """[H, W, 3] uint8 portrait -> hallo_core.types.FaceData (masks, face region, embedding).
+
+    onnxruntime / mediapipe sessions are created and released inside hallo_core for this call.
+    """
+    fn = _entry("hallo_core.face", "prepare_face")
+    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if onnx_device == "gpu" else None
+    return fn(rgb_uint8, face_analysis_dir, size=size, mode=mode, face_expand_ratio=face_expand_ratio,
+              no_face=no_face, providers=providers)
 
 
 # --------------------------------------------------------------------------------------- sampling
 
 
-def sampler_entry() -> Callable:
-    """hallo_core.pipeline's clip-chaining generator (Hallo and Hallo2 long loop)."""
-    return _entry("hallo_core.pipeline", "generate", "generate_video", "sample_video")
+def generation_settings(**kw):
+    """hallo_core.pipeline.generate.GenerationSettings (sampler + loop settings)."""
+    return _entry("hallo_core.pipeline.generate", "GenerationSettings")(**kw)
+
+
+def generate(net, codec, face, audio, settings, sink, checkpoint=None, resume=False, callback=None,
+             should_stop=None, model_id: str = ""):
+    """hallo_core's clip loop (Hallo chaining / Hallo2 motion-frame drop, streaming sink, resume)."""
+    fn = _entry("hallo_core.pipeline.generate", "generate")
+    return fn(net, codec, face, audio, settings, sink, checkpoint=checkpoint, resume=resume, callback=callback,
+              should_stop=should_stop, model_id=model_id)
+
+
+def checkpoint_path_for(output: str) -> str:
+    return str(_entry("hallo_core.pipeline.generate", "checkpoint_path_for")(output))
 
 
 def make_scheduler(name: str):
@@ -154,14 +178,16 @@ def mp4_sink(path: str, waveform, sample_rate: int):
 
 
 def load_upscaler_nets(net_g: str, detector: str, parser: Optional[str], device, dtype, operations) -> dict:
-    """Temporal CodeFormer, RetinaFace-R50 and ParseNet from the official files (strict)."""
+    """Temporal CodeFormer, RetinaFace-R50 and ParseNet from the official files (strict).
+
+    Only the CodeFormer takes the chosen precision; detector and parser stay fp32 (as upstream).
+    """
     mod = "hallo_core.io.upscaler_weights"
-    cf = _entry(mod, "load_temporal_codeformer", "load_codeformer")(net_g, device=device, dtype=dtype,
-                                                                      operations=operations)
-    det = _entry(mod, "load_retinaface", "load_detector")(detector, device=device, operations=operations)
+    cf = _entry(mod, "load_temporal_codeformer")(net_g, device=device, dtype=dtype, operations=operations)
+    det = _entry(mod, "load_retinaface")(detector, device=device, dtype=torch.float32, operations=operations)
     par = None
     if parser is not None:
-        par = _entry(mod, "load_parsenet", "load_parser")(parser, device=device, operations=operations)
+        par = _entry(mod, "load_parsenet")(parser, device=device, dtype=torch.float32, operations=operations)
     return {"codeformer": cf, "detector": det, "parser": par}
 
 

@@ -29,9 +29,9 @@ class HalloFaceAnalysis(io.ComfyNode):
                                        "crop centred on the face."),
                 io.Float.Input("face_expand_ratio", default=1.2, min=1.0, max=3.0, step=0.05,
                                tooltip="How far the face box extends beyond the face outline (upstream 1.2)."),
-                io.Combo.Input("no_face", options=["error", "center_fallback"], default="error",
-                               tooltip="What to do when no face is found: stop with an error, or assume a "
-                                       "centred face (results will be poor)."),
+                io.Combo.Input("no_face", options=["error", "fallback"], default="error",
+                               tooltip="No face found: stop with an error, or go on like upstream (zero identity "
+                                       "embedding, whole image as the face box; results will be poor)."),
             ],
             outputs=[
                 C.HalloFaceDataType.Output(display_name="face_data",
@@ -59,8 +59,13 @@ class HalloFaceAnalysis(io.ComfyNode):
     def execute(cls, face_models, image, size, mode, face_expand_ratio, no_face) -> io.NodeOutput:
         rgb = convert.image_to_rgb_uint8(image, 0)
         C.interrupted()
-        face = engine.prepare_face(rgb, face_models.models_dir, int(size), mode, float(face_expand_ratio),
-                                   no_face, face_models.onnx_device, interrupt=C.interrupted)
+        try:
+            face = engine.prepare_face(rgb, face_models.models_dir, int(size), mode, float(face_expand_ratio),
+                                       no_face, face_models.onnx_device)
+        except Exception as e:
+            if type(e).__name__ == "NoFaceError":
+                raise ValueError(f"image: {e}") from e
+            raise
         for note in getattr(face, "notes", []) or []:
             C.log.warning("Hallo face analysis: %s", note)
         s = int(face.size)

@@ -85,9 +85,9 @@ class HalloModelLoader(io.ComfyNode):
         dev = C.load_device()
         dtype = C.pick_dtype(precision, dev, n_params=2_400_000_000)
         ops = C.pick_operations(dtype, dev)
-        net, cfg = engine.build_hallo_net(cfg_path, ops, C.offload_device(), dtype)
-        engine.load_hallo_weights(net, path)
-        net = net.to(dtype=dtype).eval().requires_grad_(False)
+        net, cfg = engine.build_hallo_net(cfg_path, ops, dtype)
+        engine.load_hallo_weights(net, path)  # fills the meta-device net on the CPU, cast to dtype
+        net = net.to(device=C.offload_device(), dtype=dtype).eval().requires_grad_(False)
         patcher = C.make_patcher(C.Container(C.offload_device(), dtype, net=net))
         version = "hallo2" if "hallo2" in model.replace("\\", "/").split("/")[0] else "hallo"
         return io.NodeOutput(C.HalloModel(patcher=patcher, version=version, dtype=dtype, unet_config=cfg, path=path))
@@ -191,8 +191,10 @@ class HalloFaceModelLoader(io.ComfyNode):
         for f in FACE_FILES:
             C.find_file(f"{FACE_DIR}/{f}", C.HF_HALLO)
         folder = C.find_dir(FACE_DIR, FACE_FILES, C.HF_HALLO)
-        models_dir = os.path.dirname(os.path.dirname(folder))
-        return io.NodeOutput(C.FaceModels(models_dir=models_dir, onnx_device=onnx_device))
+        if not os.path.isfile(os.path.join(folder, LANDMARKER)):
+            C.log.info("Hallo: %s not found in %s; the face node will use mediapipe's legacy FaceMesh if the "
+                       "installed mediapipe still has it", LANDMARKER, folder)
+        return io.NodeOutput(C.FaceModels(models_dir=os.path.dirname(folder), onnx_device=onnx_device))
 
 
 NODES = [HalloModelLoader, HalloVAELoader, HalloAudioModelLoader, HalloFaceModelLoader]

@@ -106,12 +106,11 @@ class HalloLongVideo(io.ComfyNode):
                 last["f"] = frames[-1:].detach().float().cpu()
                 sink.write(frames)
 
-        try:
-            sampler.run(node_id, hallo_model, vae, reference, audio_embeds, seed, steps, cfg, pose_weight,
-                        face_weight, lip_weight, scheduler, _Tail(), mask_rate=mask_rate,
-                        resume_path=(path + ".resume") if resume else None)
-        finally:
-            sink.close()  # on Cancel too: the file stays playable up to the last finished clip
+        # hallo_core closes the sink itself, on Cancel too: the file stays playable up to the last
+        # finished clip, and the checkpoint next to it lets a re-run with resume continue.
+        sampler.run(node_id, hallo_model, vae, reference, audio_embeds, seed, steps, cfg, pose_weight,
+                    face_weight, lip_weight, scheduler, _Tail(), mask_rate=mask_rate,
+                    checkpoint=engine.checkpoint_path_for(path), resume=bool(resume))
         image = convert.frames_to_image(last["f"]) if "f" in last else convert.frames_to_image(
             reference.face.pixels.unsqueeze(0), "-1_1")
         video = InputImpl.VideoFromFile(path)

@@ -33,10 +33,8 @@ class HalloReference(io.ComfyNode):
 
     @classmethod
     def execute(cls, hallo_model, vae, face_data) -> io.NodeOutput:
-        codec, vae_patcher = C.vae_codec(vae)
-        C.load_gpu([vae_patcher])
-        pixels = face_data.pixels.unsqueeze(0)
-        latent = codec.encode(pixels.to(codec.device, codec.dtype)).float().to(C.out_device())
+        codec, _ = C.vae_codec(vae)
+        latent = codec.encode(face_data.pixels.unsqueeze(0)).float().to(C.out_device())
         return io.NodeOutput(C.Reference(face=face_data, ref_latent=latent, size=int(face_data.size)))
 
 

@@ -53,37 +53,47 @@ def check_sampling(steps, cfg) -> bool | str:
 
 
 def run(node_id, hallo_model, vae, reference, audio_embeds, seed, steps, cfg, pose_weight, face_weight,
-        lip_weight, scheduler, sink, mask_rate: float = 0.0, resume_path: Optional[str] = None):
-    """Drive hallo_core's clip loop with ComfyUI model management, progress and interrupt.
+        lip_weight, scheduler, sink, mask_rate: float = 0.0, checkpoint: Optional[str] = None,
+        resume: bool = False):
+    """Drive hallo_core's clip loop with ComfyUI model management, progress and Cancel.
 
-    Before every clip both patchers are (re)loaded: a no-op when they still are on the device, and it
-    brings them back if another model evicted them in between.
+    The patchers are (re)loaded before every clip: a no-op while they stay on the device, and it
+    brings them back if another model evicted them in between. Cancel is polled before every step;
+    hallo_core then stops cleanly (finished clips stay in the sink) and the interrupt is re-raised
+    here so ComfyUI reports the run as interrupted.
     """
-    codec, vae_patcher = C.vae_codec(vae)
+    import comfy.model_management as mm
+
+    codec, _ = C.vae_codec(vae)
     clips = max(1, -(-int(audio_embeds.num_frames) // CLIP_LENGTH))
     prog = ClipProgress(node_id, clips=clips, steps=int(steps))
     fps = float(getattr(audio_embeds, "fps", 25))
+    # hallo_core finds the compute device from the first denoising-UNet weight, so the network is
+    # loaded fully (no low-VRAM partial load) until hallo_core takes the device explicitly.
+    load = lambda: C.load_gpu([hallo_model.patcher], full=True)  # noqa: E731
+    last_clip = [-1]
 
-    def before_clip(clip: int) -> None:
-        C.interrupted()
-        C.load_gpu([hallo_model.patcher, vae_patcher])
-
-    def on_step(clip: int, step: int) -> None:
+    def callback(clip: int, n_clips: int, step: int, n_steps: int, frames) -> None:
+        if frames is not None:
+            prog.clip_done(clip, frames, fps)
+            return
+        if clip != last_clip[0]:
+            last_clip[0] = clip
+            load()
         prog.step(clip, step)
 
-    def on_clip(clip: int, frames) -> None:
-        prog.clip_done(clip, frames, fps)
-
-    generate = engine.sampler_entry()
-    C.load_gpu([hallo_model.patcher, vae_patcher])
-    return generate(
-        hallo_model.net, codec, reference.face, audio_embeds,
-        ref_latent=reference.ref_latent, steps=int(steps), cfg=float(cfg), seed=int(seed),
-        pose_weight=float(pose_weight), face_weight=float(face_weight), lip_weight=float(lip_weight),
-        scheduler=scheduler, mask_rate=float(mask_rate), sink=sink, device=C.load_device(),
-        dtype=hallo_model.dtype, before_clip=before_clip, on_step=on_step, on_clip=on_clip,
-        interrupt=C.interrupted, resume_path=resume_path,
-    )
+    settings = engine.generation_settings(
+        steps=int(steps), cfg=float(cfg), pose_weight=float(pose_weight), face_weight=float(face_weight),
+        lip_weight=float(lip_weight), scheduler=scheduler, seed=int(seed),
+        use_mask=float(mask_rate) > 0.0, mask_rate=float(mask_rate) if float(mask_rate) > 0 else 0.25)
+    load()
+    result = engine.generate(hallo_model.net, codec, reference.face, audio_embeds, settings, sink,
+                             checkpoint=checkpoint, resume=resume, callback=callback,
+                             should_stop=mm.processing_interrupted, model_id=hallo_model.path)
+    if getattr(result, "interrupted", False):
+        C.interrupted()  # raises InterruptProcessingException (the flag is still set)
+        raise mm.InterruptProcessingException()
+    return result
 
 
 class HalloSampler(io.ComfyNode):

@@ -138,7 +138,7 @@ class HalloTemporalUpscale(io.ComfyNode):
             else:
                 comp = frames.get_components()
                 source, total, audio = comp.images, int(comp.images.shape[0]), comp.audio
-        C.load_gpu([upscaler.patcher])
+        C.load_gpu([upscaler.patcher], full=True)  # detector/parser are not partially loadable
         prog = ClipProgress(node_id, clips=1, steps=max(1, total))
         bg, release = _background(upscale_model)
         nets = {"codeformer": getattr(upscaler.patcher.model, "codeformer"),
