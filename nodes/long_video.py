@@ -110,7 +110,7 @@ class HalloLongVideo(io.ComfyNode):
         # finished clip, and the checkpoint next to it lets a re-run with resume continue.
         sampler.run(node_id, hallo_model, vae, reference, audio_embeds, seed, steps, cfg, pose_weight,
                     face_weight, lip_weight, scheduler, _Tail(), mask_rate=mask_rate,
-                    checkpoint=engine.checkpoint_path_for(path), resume=bool(resume))
+                    checkpoint=engine.checkpoint_path_for(path) if resume else None, resume=bool(resume))
         image = convert.frames_to_image(last["f"]) if "f" in last else convert.frames_to_image(
             reference.face.pixels.unsqueeze(0), "-1_1")
         video = InputImpl.VideoFromFile(path)
