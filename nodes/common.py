@@ -231,6 +231,7 @@ class UpscalerModels:
     patcher: Any
     dtype: torch.dtype
     paths: dict
+    fp16: bool = False
 
 
 @dataclass

@@ -29,9 +29,9 @@ class HalloUpscalerLoader(io.ComfyNode):
             description="Loads Hallo2's temporal CodeFormer (hallo2/net_g.pth), the RetinaFace-R50 face detector "
                         "and the ParseNet face parser (facelib/) from models/hallo.",
             inputs=[
-                io.Combo.Input("precision", options=C.PRECISIONS, default="fp32",
-                               tooltip="Precision of the face restorer. fp32 matches upstream; fp16 is faster "
-                                       "on GPUs."),
+                io.Boolean.Input("fp16", default=False,
+                                 tooltip="Run the face restorer under fp16 autocast on CUDA (upstream's --fp16); "
+                                         "weights stay fp32. Ignored on CPU."),
                 io.Boolean.Input("use_parser", default=True,
                                  tooltip="Blend the restored face with a face-parsing mask (upstream). Off: "
                                          "square soft mask only."),
@@ -41,16 +41,16 @@ class HalloUpscalerLoader(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, precision, use_parser) -> io.NodeOutput:
+    def execute(cls, fp16, use_parser) -> io.NodeOutput:
         net_g = C.find_file(NET_G, CODEFORMER_SRC)
         det = C.find_file(DETECTOR, CODEFORMER_SRC)
         par = C.find_file(PARSER, CODEFORMER_SRC) if use_parser else None
         dev = C.load_device()
-        dtype = C.pick_dtype(precision, dev) if precision != "auto" else C.pick_dtype("fp32", dev)
+        dtype = torch.float32  # upstream keeps the weights fp32 and uses autocast for --fp16
         nets = engine.load_upscaler_nets(net_g, det, par, C.offload_device(), dtype, C.pick_operations(dtype, dev))
         mods = {k: v for k, v in nets.items() if v is not None}
         patcher = C.make_patcher(C.Container(C.offload_device(), dtype, **mods))
-        return io.NodeOutput(C.UpscalerModels(patcher=patcher, dtype=dtype,
+        return io.NodeOutput(C.UpscalerModels(patcher=patcher, dtype=dtype, fp16=bool(fp16),
                                               paths={"net_g": net_g, "detector": det, "parser": par}))
 
 
@@ -147,7 +147,7 @@ class HalloTemporalUpscale(io.ComfyNode):
         it = engine.upscale_frames(source, nets, bg, s, float(fidelity), face_upsample=bool(face_upsample),
                                    landmark_smoothing=float(landmark_smoothing), total=total,
                                    progress=lambda done, tot: prog.step(0, done), interrupt=C.interrupted,
-                                   fp16=upscaler.dtype == torch.float16)
+                                   fp16=upscaler.fp16)
         try:
             if output_mode == "image":
                 out = torch.stack([f.float().cpu() for f in it]).to(C.out_device())

@@ -31,7 +31,7 @@ WIDGETS = {
     "Hallo_Sampler": ["seed", "steps", "cfg", "pose_weight", "face_weight", "lip_weight", "scheduler"],
     "Hallo2_LongVideo": ["seed", "steps", "cfg", "pose_weight", "face_weight", "lip_weight", "scheduler",
                          "mask_rate", "output_mode", "filename_prefix", "resume"],
-    "Hallo2_UpscalerLoader": ["precision", "use_parser"],
+    "Hallo2_UpscalerLoader": ["fp16", "use_parser"],
     "Hallo2_TemporalUpscale": ["scale", "fidelity", "face_upsample", "landmark_smoothing", "output_mode",
                                "filename_prefix"],
     "Hallo_DownloadModels": ["models", "download"],
