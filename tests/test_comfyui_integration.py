@@ -11,17 +11,10 @@ The API-format twins of the example workflows are posted with CPU-sized override
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
 import urllib.request
-import uuid
 from pathlib import Path
 
 import pytest
@@ -34,11 +27,9 @@ if not (Path(COMFYUI_PATH) / "main.py").is_file():
     pytest.skip(f"COMFYUI_PATH={COMFYUI_PATH} has no main.py", allow_module_level=True)
 
 from tests import workflow_format as wf  # noqa: E402
+from tests.comfy_server import PACK_NAME, SHORT_SECONDS, Server, launch, shared_fixtures  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-PYTHON = os.environ.get("COMFYUI_PYTHON", sys.executable)
-PACK_NAME = "hallo_pack"
-SHORT_SECONDS = 1.1
 CPU_OVERRIDES = {  # node class -> input overrides that keep a CPU run short
     "LoadAudio": {"audio": "hallo_speech_short.wav"},
     "Hallo_FaceAnalysis": {"size": 128},
@@ -47,99 +38,11 @@ CPU_OVERRIDES = {  # node class -> input overrides that keep a CPU run short
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, port: int, proc: subprocess.Popen, root: Path, log: Path):
-        self.port, self.proc, self.root, self.log = port, proc, root, log
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def get(self, path: str):
-        with urllib.request.urlopen(self.url(path), timeout=30) as r:
-            return json.load(r)
-
-    def post(self, path: str, body: dict):
-        req = urllib.request.Request(self.url(path), data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=30) as r:
-            data = r.read()
-            return json.loads(data) if data else None
-
-    def queue(self, prompt: dict) -> str:
-        try:
-            return self.post("/prompt", {"prompt": prompt, "client_id": uuid.uuid4().hex})["prompt_id"]
-        except urllib.error.HTTPError as e:
-            raise AssertionError(f"/prompt rejected the workflow: {e.read().decode()[:3000]}") from None
-
-    def wait(self, prompt_id: str, timeout: float = 1500.0) -> dict:
-        t0 = time.time()
-        while time.time() - t0 < timeout:
-            assert self.proc.poll() is None, f"server died:\n{self.log.read_text()[-3000:]}"
-            hist = self.get(f"/history/{prompt_id}")
-            if prompt_id in hist and hist[prompt_id].get("status", {}).get("completed") is not None:
-                st = hist[prompt_id]["status"]
-                if st["completed"] or st["status_str"] == "error":
-                    return hist[prompt_id]
-            time.sleep(1.0)
-        raise AssertionError(f"prompt {prompt_id} did not finish in {timeout} s")
-
-    def running(self) -> bool:
-        return bool(self.get("/queue")["queue_running"])
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, fixtures_dir):
-    import soundfile as sf
-
-    from tests.tiny_models import build_models_dir
-
-    root = tmp_path_factory.mktemp("comfy")
-    build_models_dir(root / "models" / "hallo")
-    (root / "custom_nodes").mkdir()
-    os.symlink(REPO, root / "custom_nodes" / PACK_NAME, target_is_directory=True)
-    for d in ("input", "output", "user", "temp"):
-        (root / d).mkdir()
-    shutil.copy(fixtures_dir / "portrait_2.jpg", root / "input" / "hallo_portrait.jpg")
-    data, sr = sf.read(str(fixtures_dir / "speech_1.wav"))
-    sf.write(str(root / "input" / "hallo_speech.wav"), data, sr)
-    sf.write(str(root / "input" / "hallo_speech_short.wav"), data[: int(SHORT_SECONDS * sr)], sr)
-    (root / "extra_model_paths.yaml").write_text(
-        f"hallo_test:\n  custom_nodes: {root / 'custom_nodes'}\n  hallo: {root / 'models' / 'hallo'}\n")
-    port = _free_port()
-    log = root / "server.log"
-    cmd = [PYTHON, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--disable-auto-launch",
-           "--extra-model-paths-config", str(root / "extra_model_paths.yaml"),
-           "--input-directory", str(root / "input"), "--output-directory", str(root / "output"),
-           "--user-directory", str(root / "user"), "--temp-directory", str(root / "temp"),
-           "--disable-all-custom-nodes", "--whitelist-custom-nodes", PACK_NAME]
-    with open(log, "w") as f:
-        proc = subprocess.Popen(cmd, cwd=COMFYUI_PATH, stdout=f, stderr=subprocess.STDOUT)
-    srv = Server(port, proc, root, log)
-    try:
-        t0 = time.time()
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"ComfyUI exited at startup:\n{log.read_text()[-4000:]}")
-            try:
-                srv.get("/system_stats")
-                break
-            except (urllib.error.URLError, ConnectionError, OSError):
-                if time.time() - t0 > 240:
-                    pytest.fail(f"ComfyUI did not start in 240 s:\n{log.read_text()[-4000:]}")
-                time.sleep(1.0)
+def server(tmp_path_factory):
+    fixtures_dir = shared_fixtures()
+    with launch(tmp_path_factory.mktemp("comfy"), fixtures_dir, with_models=True) as srv:
         yield srv
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def _prompt(name: str, seed: int | None = None, steps: int | None = None) -> dict:

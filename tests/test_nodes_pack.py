@@ -101,7 +101,7 @@ def test_every_node_module_lists_its_nodes_and_ids_are_prefixed():
 
 
 def test_web_extension_registers_and_listens_to_the_pack_messages():
-    js = (REPO / "web" / "js" / "hallo.js").read_text()
+    js = (REPO / "web" / "hallo.js").read_text()
     assert "app.registerExtension" in js
     for event in ("hallo.progress", "hallo.clip"):
         assert event in js

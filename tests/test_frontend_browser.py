@@ -1,0 +1,153 @@
+"""The ComfyUI frontend (headless Chromium) loads every example workflow without missing nodes, and the
+pack's web extension registers.
+
+Skipped unless COMFYUI_PATH is set (see test_comfyui_integration.py) and a Chromium binary is found
+(``chromium`` / ``chromium-browser`` / ``google-chrome`` on PATH, or CHROMIUM=<path>). The browser is driven
+through the DevTools protocol over its websocket (websocket-client).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+if not os.environ.get("COMFYUI_PATH"):
+    pytest.skip("COMFYUI_PATH is not set: the browser test needs a ComfyUI checkout to serve the frontend",
+                allow_module_level=True)
+BROWSER = os.environ.get("CHROMIUM") or next(
+    (shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
+if not BROWSER:
+    pytest.skip("no Chromium found (apt-get install chromium, or set CHROMIUM)", allow_module_level=True)
+websocket = pytest.importorskip("websocket", reason="websocket-client is needed to drive Chromium")
+
+from tests.comfy_server import PACK_NAME, _free_port, launch, shared_fixtures  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = sorted((REPO / "example_workflows").glob("*.json"))
+
+
+class Page:
+    """Minimal DevTools-protocol client for one page target."""
+
+    def __init__(self, ws_url: str):
+        self.ws = websocket.create_connection(ws_url, timeout=60, suppress_origin=True)
+        self.ids = itertools.count(1)
+
+    def call(self, method: str, **params):
+        i = next(self.ids)
+        self.ws.send(json.dumps({"id": i, "method": method, "params": params}))
+        while True:
+            msg = json.loads(self.ws.recv())
+            if msg.get("id") == i:
+                if "error" in msg:
+                    raise RuntimeError(f"{method}: {msg['error']}")
+                return msg.get("result", {})
+
+    def eval(self, expr: str, timeout: float = 60.0):
+        r = self.call("Runtime.evaluate", expression=expr, awaitPromise=True, returnByValue=True,
+                      timeout=int(timeout * 1000))
+        if "exceptionDetails" in r:
+            raise RuntimeError(f"page error: {json.dumps(r['exceptionDetails'])[:1500]}")
+        return r["result"].get("value")
+
+    def wait_for(self, expr: str, timeout: float = 120.0):
+        t0 = time.time()
+        while time.time() - t0 < timeout:
+            try:
+                if self.eval(expr):
+                    return
+            except RuntimeError:
+                pass
+            time.sleep(0.5)
+        raise AssertionError(f"timed out waiting for {expr}")
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    fixtures_dir = shared_fixtures()
+    root = tmp_path_factory.mktemp("browser")
+    with launch(root / "comfy", fixtures_dir, with_models=False) as srv:
+        port = _free_port()
+        profile = root / "profile"
+        proc = subprocess.Popen(
+            [BROWSER, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--no-first-run", "--disable-dev-shm-usage", f"--user-data-dir={profile}",
+             f"--remote-debugging-port={port}", "--remote-allow-origins=*", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            t0, targets = time.time(), []
+            while time.time() - t0 < 60 and not targets:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=5) as r:
+                        targets = [t for t in json.load(r) if t.get("type") == "page"]
+                except OSError:
+                    time.sleep(0.5)
+            assert targets, "Chromium did not open a page target"
+            pg = Page(targets[0]["webSocketDebuggerUrl"])
+            pg.call("Page.enable")
+            pg.call("Runtime.enable")
+            pg.call("Page.navigate", url=srv.url("/"))
+            pg.wait_for("!!(window.app && window.app.graph && window.app.extensions && window.LiteGraph)", 180)
+            pg.wait_for("!!(window.LiteGraph.registered_node_types['Hallo_Sampler'])", 120)
+            # record (instead of showing) the frontend's missing-nodes / missing-models warnings
+            pg.eval("""(() => { window.__missing = {nodes: [], models: []};
+                app.showMissingNodesError = (n) => window.__missing.nodes.push(...n.map(x => x.type || x));
+                app.showMissingModelsError = (m) => window.__missing.models.push(...m.map(x => x.name));
+                return true; })()""")
+            yield pg
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def test_web_extension_registered(page):
+    assert page.eval("app.extensions.some(e => e.name === 'Hallo.SamplerStatus')") is True
+    assert page.eval("window.__halloExtension && window.__halloExtension.registered") is True
+    scripts = page.eval("performance.getEntriesByType('resource').map(r => r.name)"
+                        ".filter(n => n.includes('/extensions/'))")
+    assert any(s.endswith(f"/extensions/{PACK_NAME}/hallo.js") for s in scripts), scripts
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_example_workflow_loads_without_missing_nodes(page, path):
+    data = json.loads(path.read_text())
+    page.eval("window.__missing.nodes.length = 0; true")
+    page.eval(f"app.loadGraphData({json.dumps(data)}).then(() => true)")
+    assert page.eval("window.__missing.nodes") == []
+    types = page.eval("app.graph._nodes.map(n => n.type)")
+    assert sorted(types) == sorted(n["type"] for n in data["nodes"])
+    unknown = page.eval("app.graph._nodes.filter(n => !LiteGraph.registered_node_types[n.type]).map(n => n.type)")
+    assert unknown == []
+    # the extension put its status panel on the sampler-type nodes
+    samplers = {"Hallo_Sampler", "Hallo2_LongVideo", "Hallo2_TemporalUpscale"} & set(types)
+    assert samplers
+    with_panel = page.eval("app.graph._nodes.filter(n => n.__halloPanel).map(n => n.type)")
+    assert samplers <= set(with_panel)
+
+
+def test_status_panel_follows_progress_messages(page):
+    data = json.loads((REPO / "example_workflows" / "hallo_portrait_to_video.json").read_text())
+    page.eval(f"app.loadGraphData({json.dumps(data)}).then(() => true)")
+    node_id = next(n["id"] for n in data["nodes"] if n["type"] == "Hallo_Sampler")
+    send = ("import('/scripts/api.js').then(m => {{ m.api.dispatchCustomEvent('{ev}', {payload}); "
+            "return app.graph.getNodeById(%d).__halloPanel.text.textContent; }})" % node_id)
+    text = page.eval(send.format(ev="hallo.progress", payload=json.dumps(
+        {"node": str(node_id), "clip": 2, "clips": 5, "step": 7, "steps": 40, "eta": 125.0})))
+    assert text == "clip 2/5 · step 7/40 · 2m 5s left"
+    text = page.eval(send.format(ev="hallo.clip", payload=json.dumps(
+        {"node": str(node_id), "clip": 2, "clips": 5, "eta": 61.0, "filename": "clip_x.webp",
+         "subfolder": "hallo", "type": "temp"})))
+    assert text == "clip 2/5 done · 1m 1s left"
+    src = page.eval("app.graph.getNodeById(%d).__halloPanel.img.src" % node_id)
+    assert "/view?" in src and "filename=clip_x.webp" in src and "subfolder=hallo" in src
