@@ -57,8 +57,9 @@ def run(node_id, hallo_model, vae, reference, audio_embeds, seed, steps, cfg, po
         resume: bool = False):
     """Drive hallo_core's clip loop with ComfyUI model management, progress and Cancel.
 
-    The patchers are (re)loaded before every clip: a no-op while they stay on the device, and it
-    brings them back if another model evicted them in between. Cancel is polled before every step;
+    The network is (re)loaded before every denoising step (hallo_core polls ``should_stop`` there): a
+    no-op while it stays on the device, and it brings it back if another model (the VAE at a clip's end,
+    or another node) evicted it. The VAE is loaded before each encode/decode. Cancel is polled there too;
     hallo_core then stops cleanly (finished clips stay in the sink) and the interrupt is re-raised
     here so ComfyUI reports the run as interrupted.
     """
@@ -68,19 +69,24 @@ def run(node_id, hallo_model, vae, reference, audio_embeds, seed, steps, cfg, po
     clips = max(1, -(-int(audio_embeds.num_frames) // CLIP_LENGTH))
     prog = ClipProgress(node_id, clips=clips, steps=int(steps))
     fps = float(getattr(audio_embeds, "fps", 25))
+
     # hallo_core finds the compute device from the first denoising-UNet weight, so the network is
     # loaded fully (no low-VRAM partial load) until hallo_core takes the device explicitly.
-    load = lambda: C.load_gpu([hallo_model.patcher], full=True)  # noqa: E731
-    last_clip = [-1]
+    def load() -> None:
+        C.load_gpu([hallo_model.patcher], full=True)
+
+    def should_stop() -> bool:
+        """Polled by hallo_core before every denoising step: (re)load the network, then check Cancel."""
+        if mm.processing_interrupted():
+            return True
+        load()
+        return False
 
     def callback(clip: int, n_clips: int, step: int, n_steps: int, frames) -> None:
         if frames is not None:
             prog.clip_done(clip, frames, fps)
-            return
-        if clip != last_clip[0]:
-            last_clip[0] = clip
-            load()
-        prog.step(clip, step)
+        else:
+            prog.step(clip, step)
 
     settings = engine.generation_settings(
         steps=int(steps), cfg=float(cfg), pose_weight=float(pose_weight), face_weight=float(face_weight),
@@ -89,7 +95,7 @@ def run(node_id, hallo_model, vae, reference, audio_embeds, seed, steps, cfg, po
     load()
     result = engine.generate(hallo_model.net, codec, reference.face, audio_embeds, settings, sink,
                              checkpoint=checkpoint, resume=resume, callback=callback,
-                             should_stop=mm.processing_interrupted, model_id=hallo_model.path)
+                             should_stop=should_stop, model_id=hallo_model.path)
     if getattr(result, "interrupted", False):
         C.interrupted()  # raises InterruptProcessingException (the flag is still set)
         raise mm.InterruptProcessingException()
