@@ -215,3 +215,10 @@ def test_timestep_is_broadcast_per_batch_row(parts, inp, base):
 def test_masks_are_validated(parts, inp):
     with pytest.raises(ValueError, match="full_masks"):
         run_clip(parts, inp, full_masks=None)
+
+
+def test_fast_path_equals_plain_path_with_odd_frame_count(parts):
+    inp = tiny_inputs(frames=3)
+    v_plain, _ = run_clip(parts, inp)
+    v_fast, _ = run_clip(parts, inp, fast=True)
+    assert rel(v_fast, v_plain) < 1e-5
