@@ -22,6 +22,33 @@ def _per_frame(x: torch.Tensor, frames: int) -> torch.Tensor:
     return x[:, None].expand(x.shape[0], frames, *x.shape[1:]).reshape(-1, *x.shape[1:])
 
 
+def _reference_rows(ref: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    """Reference features for folded rows ``start..stop-1`` of a [(B F)] batch, upstream's way.
+
+    Upstream tiles the per-item reference ``d[:, 0]`` ([B, N, C]) with ``.repeat(1, F, 1, 1)``
+    on a 3-D tensor, which prepends a dim and *tiles* the items: folded row r gets item
+    ``r % B``, not ``r // F``. With B=2 and even F, the conditional frames alternate between
+    the reference features made with the unconditional (even frames) and the conditional
+    (odd frames) face tokens.
+    """
+    idx = torch.arange(start, stop, device=ref.device) % ref.shape[0]
+    return ref.index_select(0, idx)
+
+
+def _self_and_reference(own: torch.Tensor, ref: torch.Tensor, start: int) -> torch.Tensor:
+    """[own keys | reference keys] along tokens for folded rows start.. (one buffer, no repeat+cat)."""
+    rows, n, c = own.shape
+    b = ref.shape[0]
+    out = own.new_empty(rows, n + ref.shape[1], c)
+    out[:, :n] = own
+    if start % b == 0 and rows % b == 0:
+        # row start+j reads item j % B: a broadcast copy, no gathered temporary
+        out[:, n:].view(rows // b, b, ref.shape[1], c).copy_(ref.to(own.dtype)[None].expand(rows // b, -1, -1, -1))
+    else:
+        out[:, n:] = _reference_rows(ref, start, start + rows).to(own.dtype)
+    return out
+
+
 class SpatialBlock(nn.Module):
     """Self-attention (optionally over reference tokens too), face cross-attention, GEGLU FF."""
 
@@ -112,7 +139,8 @@ class SpatialTransformer(nn.Module):
         path: every row attends to [self, ref], then the unconditional rows are recomputed
         self-only and overwrite), or the dict from ``prepare_reference`` (fast path: the
         unconditional rows are computed self-only once, the conditional rows use the cached
-        reference K/V broadcast over frames).
+        reference K/V). Which reference item a row sees follows upstream's tiling, see
+        ``_reference_rows``.
         """
         blk = self.block
         bf = x.shape[0]
@@ -130,16 +158,14 @@ class SpatialTransformer(nn.Module):
                 parts.append(a(n1[:u]) + h[:u])
             if u < bf:
                 nc = n1[u:]
-                kr = _per_frame(reference["k"][num_uncond:].to(nc.dtype), frames)
-                vr = _per_frame(reference["v"][num_uncond:].to(nc.dtype), frames)
-                k = torch.cat([a.to_k(nc), kr], dim=1)
-                v = torch.cat([a.to_v(nc), vr], dim=1)
+                k = _self_and_reference(a.to_k(nc), reference["k"], u)
+                v = _self_and_reference(a.to_v(nc), reference["v"], u)
                 parts.append(a.attend(a.to_q(nc), k, v) + h[u:])
             h = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
             prefix = reference["prefix"].to(x.dtype)
         else:
             bank = reference.to(n1.dtype)
-            ref = _per_frame(bank.view(batch, -1, *bank.shape[1:])[:, 0], frames)
+            ref = _reference_rows(bank.view(batch, -1, *bank.shape[1:])[:, 0], 0, bf)
             h_all = a(n1, torch.cat([n1, ref], dim=1)) + h
             if u > 0:
                 h_u = a(n1[:u], n1[:u]) + h[:u]
