@@ -11,18 +11,18 @@ import torch
 from ..types import AudioFeatures, FaceData
 
 
-def tiny_unet_config() -> dict:
+def tiny_unet_config(channels=(32, 32, 32, 32), cross_attention_dim: int = 32) -> dict:
     """Reduced SD1.5-layout UNet config (channels divisible by the 32-group norms)."""
-    return {"block_out_channels": [32, 32, 64, 64], "layers_per_block": 1, "attention_head_dim": 8,
-            "norm_num_groups": 32, "cross_attention_dim": 768}
+    return {"block_out_channels": list(channels), "layers_per_block": 1, "attention_head_dim": 8,
+            "norm_num_groups": 32, "cross_attention_dim": cross_attention_dim}
 
 
-def build_tiny_net(seed: int = 0, dtype=torch.float32):
-    """HalloNet with the tiny config and random weights (output scale kept moderate)."""
+def build_tiny_net(seed: int = 0, dtype=torch.float32, **config):
+    """HalloNet with a tiny config (``tiny_unet_config(**config)``) and random weights."""
     from ..models import build_hallo_net
 
     torch.manual_seed(seed)
-    net = build_hallo_net(tiny_unet_config(), dtype=dtype)
+    net = build_hallo_net(tiny_unet_config(**config), dtype=dtype)
     return net.eval().requires_grad_(False)
 
 
