@@ -180,3 +180,33 @@ def test_to_rgb_uint8_layouts():
     assert np.array_equal(to_rgb_uint8(Image.fromarray(rgba, "RGBA")), rgb)
     with pytest.raises(ValueError):
         to_rgb_uint8(np.zeros((2, 4, 4, 3), np.uint8))
+
+
+def test_tasks_backend_reads_model_bytes(tmp_path, fixtures_dir, monkeypatch):
+    """The .task path: chosen automatically when the file exists, read as bytes (any folder
+    name, any working directory). The official .task is not available offline, so the bundle
+    is assembled from the detector/landmark tflite files that mediapipe <= 0.10.21 ships; its
+    landmark values are not meaningful, only the plumbing is checked."""
+    import zipfile
+
+    mp = pytest.importorskip("mediapipe")
+    from pathlib import Path
+
+    modules = Path(mp.__file__).parent / "modules"
+    det = modules / "face_detection" / "face_detection_short_range.tflite"
+    lmk = modules / "face_landmark" / "face_landmark.tflite"
+    if not (det.is_file() and lmk.is_file()):
+        pytest.skip("this mediapipe does not ship the tflite files used to build a test bundle")
+    folder = tmp_path / "modèles visage"
+    folder.mkdir()
+    task = folder / "face_landmarker_v2_with_blendshapes.task"
+    with zipfile.ZipFile(task, "w", zipfile.ZIP_STORED) as z:
+        z.write(det, "face_detector.tflite")
+        z.write(lmk, "face_landmarks_detector.tflite")
+    monkeypatch.chdir(tmp_path)
+    lm = get_landmarker(str(task), max_faces=2)
+    assert lm.backend == "tasks" and lm.model_id.startswith("tasks:")
+    faces = lm.detect(_load(fixtures_dir, "portrait_6.jpg"))
+    assert len(faces) == 1 and faces[0].shape == (NUM_LANDMARKS, 2) and faces[0].dtype == np.float64
+    lm.close()
+    assert get_landmarker(str(task), max_faces=2) is not lm  # a closed one is rebuilt

@@ -52,7 +52,8 @@ def scrfd_graph(path, score_w, score_b, bbox_w, bbox_b, kps_w, kps_b, extra32=No
     nodes, inits, outs = [], [], {}
     for s in STRIDES:
         nodes.append(helper.make_node("AveragePool", ["input.1"], [f"p{s}"], kernel_shape=[s, s], strides=[s, s]))
-        for kind, w, b, width in (("score", score_w, score_b, 1), ("bbox", bbox_w, bbox_b, 4), ("kps", kps_w, kps_b, 10)):
+        heads = (("score", score_w, score_b, 1), ("bbox", bbox_w, bbox_b, 4), ("kps", kps_w, kps_b, 10))
+        for kind, w, b, width in heads:
             wt = np.asarray(w[s], np.float32)
             inits += [_init(f"{kind}{s}_w", wt[:, :, None, None]), _init(f"{kind}{s}_b", b[s])]
             x = f"{kind}{s}_conv"
@@ -197,7 +198,9 @@ def test_scrfd_random_graph_matches_naive_decoder(tmp_path):
     rnd = lambda r, c: {s: rng.normal(0, 1, (r, c)) for s in STRIDES}  # noqa: E731
     score_b = {s: [-1.0, -1.5] for s in STRIDES}
     bbox_b = {s: rng.uniform(0.5, 3, 8) for s in STRIDES}
-    path = scrfd_graph(tmp_path / "rand.onnx", {s: rng.normal(0, 4, (2, 3)) for s in STRIDES}, score_b, rnd(8, 3), bbox_b, rnd(20, 3), {s: rng.normal(0, 1, 20) for s in STRIDES})
+    score_w = {s: rng.normal(0, 4, (2, 3)) for s in STRIDES}
+    kps_b = {s: rng.normal(0, 1, 20) for s in STRIDES}
+    path = scrfd_graph(tmp_path / "rand.onnx", score_w, score_b, rnd(8, 3), bbox_b, rnd(20, 3), kps_b)
     det = SCRFD(path, det_size=256)
     img = rng.randint(0, 256, (640, 640, 3)).astype(np.uint8)  # square: no padding, so no tied scores
     img = cv2.normalize(cv2.GaussianBlur(img, (31, 31), 0), None, 0, 255, cv2.NORM_MINMAX)  # smooth blobs
@@ -273,7 +276,8 @@ def test_arcface_normalisation_rule(tmp_path):
     assert _graph_normalisation(plain) == (127.5, 127.5)
     assert _graph_normalisation(mx) == (0.0, 1.0)
     crop = np.random.RandomState(2).randint(0, 256, (112, 112, 3)).astype(np.uint8)
-    np.testing.assert_allclose(ArcFace(mx).embed_aligned(crop), arcface_reference(crop, w, b, 0.0, 1.0), rtol=1e-4, atol=1e-3)
+    expect = arcface_reference(crop, w, b, 0.0, 1.0)
+    np.testing.assert_allclose(ArcFace(mx).embed_aligned(crop), expect, rtol=1e-4, atol=1e-3)
 
 
 # ---- identity inside prepare_face -------------------------------------------------------------

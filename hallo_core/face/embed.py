@@ -8,6 +8,7 @@ is the raw embedding (insightface's ``face.embedding``), not the L2-normalised o
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from typing import Optional, Sequence, Tuple
@@ -90,6 +91,13 @@ def align_face(rgb: np.ndarray, kps: np.ndarray, image_size: int = 112) -> np.nd
 
 
 def _graph_normalisation(model_path: str) -> Tuple[float, float]:
+    """(mean, std) for the recognizer's input, cached per file version (parsing costs ~1 s)."""
+    path = os.path.abspath(str(model_path))
+    return _normalisation_cached(path, os.path.getmtime(path))
+
+
+@functools.lru_cache(maxsize=8)
+def _normalisation_cached(model_path: str, _mtime: float) -> Tuple[float, float]:
     """insightface's rule: graphs that start with Sub and Mul nodes (converted MXNet models)
     normalise inside, so they take raw 0..255 pixels; the others take (x - 127.5) / 127.5."""
     try:

@@ -153,7 +153,7 @@ def get_landmarker(task_path: Optional[str] = None, max_faces: int = 4, backend:
            bool(task_path) and os.path.isfile(str(task_path)), int(max_faces), backend)
     with _CACHE_LOCK:
         lm = _CACHE.get(key)
-        if lm is None:
+        if lm is None or lm._impl is None:  # never built, or closed by its user
             lm = FaceLandmarks(task_path, max_faces=max_faces, backend=backend)
             _CACHE[key] = lm
         return lm

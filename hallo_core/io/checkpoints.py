@@ -37,6 +37,11 @@ def load_state_dict_file(path: PathLike) -> Dict[str, torch.Tensor]:
     except CheckpointError:
         raise
     except Exception as e:  # truncated zip, bad header, pickled objects, ...
+        if "Weights only load failed" in str(e) and "Unsupported global" in str(e):
+            raise CheckpointError(
+                f"{p} holds pickled Python objects besides tensors; refusing to unpickle it "
+                "(only torch.load(weights_only=True) is used)"
+            ) from e
         raise CheckpointError(
             f"cannot read weights file {p} ({type(e).__name__}: {_first_line(e)}); "
             "the file may be truncated or corrupt: download it again"

@@ -35,6 +35,20 @@ def _reference_rows(ref: torch.Tensor, start: int, stop: int) -> torch.Tensor:
     return ref.index_select(0, idx)
 
 
+def _self_and_reference(own: torch.Tensor, ref: torch.Tensor, start: int) -> torch.Tensor:
+    """[own keys | reference keys] along tokens for folded rows start.. (one buffer, no repeat+cat)."""
+    rows, n, c = own.shape
+    b = ref.shape[0]
+    out = own.new_empty(rows, n + ref.shape[1], c)
+    out[:, :n] = own
+    if start % b == 0 and rows % b == 0:
+        # row start+j reads item j % B: a broadcast copy, no gathered temporary
+        out[:, n:].view(rows // b, b, ref.shape[1], c).copy_(ref.to(own.dtype)[None].expand(rows // b, -1, -1, -1))
+    else:
+        out[:, n:] = _reference_rows(ref, start, start + rows).to(own.dtype)
+    return out
+
+
 class SpatialBlock(nn.Module):
     """Self-attention (optionally over reference tokens too), face cross-attention, GEGLU FF."""
 
@@ -144,10 +158,8 @@ class SpatialTransformer(nn.Module):
                 parts.append(a(n1[:u]) + h[:u])
             if u < bf:
                 nc = n1[u:]
-                kr = _reference_rows(reference["k"], u, bf).to(nc.dtype)
-                vr = _reference_rows(reference["v"], u, bf).to(nc.dtype)
-                k = torch.cat([a.to_k(nc), kr], dim=1)
-                v = torch.cat([a.to_v(nc), vr], dim=1)
+                k = _self_and_reference(a.to_k(nc), reference["k"], u)
+                v = _self_and_reference(a.to_v(nc), reference["v"], u)
                 parts.append(a.attend(a.to_q(nc), k, v) + h[u:])
             h = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
             prefix = reference["prefix"].to(x.dtype)

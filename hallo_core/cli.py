@@ -1,0 +1,134 @@
+"""Headless command line: ``python -m hallo_core generate|convert|download``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import torch
+
+from .pipeline.scheduler import SCHEDULER_NAMES
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m hallo_core", description="Hallo / Hallo2 portrait animation")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    g = sub.add_parser("generate", help="animate a portrait from an audio file into an mp4")
+    g.add_argument("--models", required=True, help="models folder in the official Hugging Face layout")
+    g.add_argument("--image", required=True)
+    g.add_argument("--audio", required=True)
+    g.add_argument("--out", required=True, help="output .mp4 (H.264 + the original audio)")
+    g.add_argument("--steps", type=int, default=40)
+    g.add_argument("--cfg", type=float, default=3.5)
+    g.add_argument("--seed", type=int, default=42)
+    g.add_argument("--pose-weight", type=float, default=1.0)
+    g.add_argument("--face-weight", type=float, default=1.0)
+    g.add_argument("--lip-weight", type=float, default=1.0)
+    g.add_argument("--size", type=int, default=512, help="square working size (multiple of 64)")
+    g.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    g.add_argument("--dtype", choices=sorted(DTYPES), default=None,
+                   help="fp16 on CUDA (upstream's default), fp32 on CPU")
+    g.add_argument("--hallo2", action="store_true", help="Hallo2 weights + motion-frame drop")
+    g.add_argument("--mask-rate", type=float, default=0.25, help="Hallo2 drop rate (0 = plain Hallo chaining)")
+    g.add_argument("--resume", action="store_true", help="continue from OUT.mp4.resume.pt")
+    g.add_argument("--scheduler", choices=SCHEDULER_NAMES, default="ddim",
+                   help="ddim is faithful; the others are a fast mode (not bit-faithful)")
+    g.add_argument("--cfg-steps", type=int, default=None, help="fast mode: CFG only on the first N steps")
+    g.add_argument("--no-separator", action="store_true", help="skip vocal separation")
+    g.add_argument("--download", action="store_true", help="fetch missing official weights first")
+
+    c = sub.add_parser("convert", help="convert net.pth to fp16 safetensors")
+    c.add_argument("src")
+    c.add_argument("dst")
+    c.add_argument("--dtype", choices=sorted(DTYPES), default="fp16")
+
+    d = sub.add_parser("download", help="fetch the official weights from Hugging Face")
+    d.add_argument("--models", required=True)
+    d.add_argument("--which", nargs="+", default=["hallo"],
+                   help="bundles (hallo, hallo2, hallo2-4k) or components")
+    return p
+
+
+def _generate(a) -> int:
+    from tqdm import tqdm
+
+    from . import models_dir as md
+    from .io.checkpoints import load_hallo_weights
+    from .io.vae import VaeCodec, load_vae
+    from .io.video import Mp4Sink
+    from .models import build_hallo_net
+    from .pipeline.generate import GenerationSettings, checkpoint_path_for, generate
+
+    if a.download:
+        md.download(a.models, "hallo2" if a.hallo2 else "hallo")
+    models = md.resolve(a.models)
+    missing = models.missing("hallo2" if a.hallo2 else "hallo")
+    fatal = [m for m in missing if "audio_separator" not in m]
+    if fatal:
+        print("\n".join(fatal), file=sys.stderr)
+        return 2
+    device = torch.device(a.device)
+    dtype = DTYPES[a.dtype] if a.dtype else (torch.float16 if device.type == "cuda" else torch.float32)
+
+    # front ends (other modules of the package; imported only when needed)
+    from .audio import HalloWav2Vec, embed_audio, load_audio, load_separator
+    from .face import prepare_face
+
+    face = prepare_face(a.image, models.require("face_analysis").parent, size=a.size)
+    for note in face.notes:
+        print("face:", note, file=sys.stderr)
+    encoder = HalloWav2Vec.from_pretrained(models.require("wav2vec"), device=device)
+    separator = None if a.no_separator else load_separator(models.path("audio_separator"))
+    audio = embed_audio(a.audio, encoder, separator=separator,
+                        segment_seconds=60.0 if a.hallo2 else None)
+    del encoder, separator  # free the front-end models before diffusion
+    wave, sr = load_audio(a.audio)
+
+    net = build_hallo_net(models.unet_config(), device="meta")
+    load_hallo_weights(net, models.net(a.hallo2))
+    net.denoising_unet.drop_unused_motion_modules()
+    net = net.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    vae = VaeCodec(load_vae(models.vae(), device=device, dtype=dtype))
+
+    settings = GenerationSettings(
+        steps=a.steps, cfg=a.cfg, seed=a.seed, pose_weight=a.pose_weight, face_weight=a.face_weight,
+        lip_weight=a.lip_weight, scheduler=a.scheduler, cfg_steps=a.cfg_steps,
+        use_mask=a.hallo2 and a.mask_rate > 0, mask_rate=a.mask_rate)
+    n_clips = -(-audio.num_frames // settings.clip_frames)
+    bar = tqdm(total=n_clips * settings.steps, unit="step", desc="clips x steps")
+
+    def progress(clip, n, step, n_steps, frames):
+        bar.n = clip * n_steps + step
+        bar.set_postfix_str(f"clip {clip + 1}/{n}")
+        bar.refresh()
+
+    sink = Mp4Sink(a.out, wave, sr)
+    out = Path(a.out)
+    result = generate(net, vae, face, audio, settings, sink=sink, checkpoint=checkpoint_path_for(out),
+                      resume=a.resume, callback=progress, model_id=str(models.net(a.hallo2).name))
+    bar.close()
+    print(f"wrote {out} ({result.frames_written} frames, {result.seconds:.1f} s)")
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    a = _parser().parse_args(argv)
+    if a.cmd == "generate":
+        return _generate(a)
+    if a.cmd == "convert":
+        from .io.checkpoints import convert_to_safetensors
+
+        n = convert_to_safetensors(a.src, a.dst, DTYPES[a.dtype])
+        print(f"wrote {a.dst} ({n} tensors)")
+        return 0
+    if a.cmd == "download":
+        from .models_dir import download
+
+        print(download(a.models, a.which))
+        return 0
+    return 1

@@ -1,0 +1,127 @@
+"""The model folder is the official Hugging Face layout, so a user can download it unchanged.
+
+    MODELS/hallo/net.pth                      fudan-generative-ai/hallo
+    MODELS/hallo2/net.pth, hallo2/net_g.pth   fudan-generative-ai/hallo2
+    MODELS/sd-vae-ft-mse/                     config.json + diffusion_pytorch_model.safetensors|.bin
+    MODELS/stable-diffusion-v1-5/unet/config.json   (only the config: net.pth holds every UNet weight)
+    MODELS/wav2vec/wav2vec2-base-960h/
+    MODELS/face_analysis/models/
+    MODELS/audio_separator/Kim_Vocal_2.onnx
+    MODELS/facelib/, MODELS/realesrgan/       (Hallo2 4K upscaling)
+
+Nothing is downloaded unless ``download`` is called explicitly (never at import).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, List, Optional, Union
+
+HALLO_REPO = "fudan-generative-ai/hallo"
+HALLO2_REPO = "fudan-generative-ai/hallo2"
+
+# component -> (relative path, HF repo, glob patterns to fetch it, kind)
+COMPONENTS = {
+    "hallo": ("hallo/net.pth", HALLO_REPO, ["hallo/net.pth"], "file"),
+    "hallo2": ("hallo2/net.pth", HALLO2_REPO, ["hallo2/net.pth"], "file"),
+    "hallo2_sr": ("hallo2/net_g.pth", HALLO2_REPO, ["hallo2/net_g.pth"], "file"),
+    "vae": ("sd-vae-ft-mse", HALLO_REPO, ["sd-vae-ft-mse/config.json",
+                                          "sd-vae-ft-mse/diffusion_pytorch_model.safetensors"], "dir"),
+    "unet_config": ("stable-diffusion-v1-5/unet/config.json", HALLO_REPO,
+                    ["stable-diffusion-v1-5/unet/config.json"], "file"),
+    "wav2vec": ("wav2vec/wav2vec2-base-960h", HALLO_REPO, ["wav2vec/wav2vec2-base-960h/*"], "dir"),
+    "face_analysis": ("face_analysis/models", HALLO_REPO, ["face_analysis/models/*"], "dir"),
+    "audio_separator": ("audio_separator/Kim_Vocal_2.onnx", HALLO_REPO,
+                        ["audio_separator/Kim_Vocal_2.onnx"], "file"),
+    "facelib": ("facelib", HALLO2_REPO, ["facelib/*"], "dir"),
+    "realesrgan": ("realesrgan", HALLO2_REPO, ["realesrgan/*"], "dir"),
+}
+
+# what each job needs
+BUNDLES = {
+    "hallo": ["hallo", "vae", "unet_config", "wav2vec", "face_analysis", "audio_separator"],
+    "hallo2": ["hallo2", "vae", "unet_config", "wav2vec", "face_analysis", "audio_separator"],
+    "hallo2-4k": ["hallo2_sr", "facelib", "realesrgan"],
+}
+
+
+class ModelFileMissing(FileNotFoundError):
+    """A required model file is absent; the message names the path and the HF repo."""
+
+
+@dataclass
+class ModelsDir:
+    root: Path
+
+    def path(self, component: str) -> Path:
+        return self.root / COMPONENTS[component][0]
+
+    def require(self, component: str) -> Path:
+        rel, repo, _, kind = COMPONENTS[component]
+        p = self.root / rel
+        ok = p.is_dir() and any(p.iterdir()) if kind == "dir" else p.is_file()
+        if not ok:
+            raise ModelFileMissing(
+                f"missing {component}: expected {p} ({'folder' if kind == 'dir' else 'file'} of the Hugging "
+                f"Face repo {repo}, path '{rel}'). Download it with `python -m hallo_core download "
+                f"--models {self.root} --which {component}` or from https://huggingface.co/{repo}"
+            )
+        return p
+
+    def net(self, hallo2: bool = False) -> Path:
+        """The diffusion checkpoint; a converted ``net.safetensors`` next to it is preferred."""
+        p = self.path("hallo2" if hallo2 else "hallo")
+        st = p.with_suffix(".safetensors")
+        return st if st.is_file() else self.require("hallo2" if hallo2 else "hallo")
+
+    def vae(self) -> Path:
+        p = self.require("vae")
+        if not (p / "config.json").is_file():
+            raise ModelFileMissing(f"missing {p / 'config.json'} (sd-vae-ft-mse of {HALLO_REPO})")
+        return p
+
+    def unet_config(self) -> Optional[Path]:
+        """The SD1.5 UNet config if present (None = the built-in SD1.5 values)."""
+        p = self.path("unet_config")
+        return p if p.is_file() else None
+
+    def missing(self, bundle: str) -> List[str]:
+        out = []
+        for c in BUNDLES[bundle]:
+            try:
+                self.require(c)
+            except ModelFileMissing as e:
+                out.append(str(e))
+        return out
+
+
+def resolve(models: Union[str, Path]) -> ModelsDir:
+    root = Path(models).expanduser()
+    if not root.is_dir():
+        raise ModelFileMissing(f"models folder {root} does not exist (expected the layout of {HALLO_REPO})")
+    return ModelsDir(root)
+
+
+def download(models: Union[str, Path], which: Union[str, Iterable[str]] = "hallo") -> Path:
+    """Fetch components (or a bundle name: hallo, hallo2, hallo2-4k) with huggingface_hub.
+
+    Only called on explicit request (CLI ``download`` or ``generate --download``).
+    """
+    from huggingface_hub import snapshot_download
+
+    root = Path(models).expanduser()
+    root.mkdir(parents=True, exist_ok=True)
+    names = [which] if isinstance(which, str) else list(which)
+    comps: List[str] = []
+    for n in names:
+        comps += BUNDLES.get(n, [n])
+    by_repo = {}
+    for c in dict.fromkeys(comps):
+        if c not in COMPONENTS:
+            raise ValueError(f"unknown component {c!r}; choose from {sorted(COMPONENTS)} or {sorted(BUNDLES)}")
+        _, repo, patterns, _ = COMPONENTS[c]
+        by_repo.setdefault(repo, []).extend(patterns)
+    for repo, patterns in by_repo.items():
+        snapshot_download(repo_id=repo, allow_patterns=patterns, local_dir=str(root))
+    return root

@@ -1,0 +1,160 @@
+"""The clip loop: Hallo chaining, Hallo2 motion-frame drop, streaming sinks, resume, hooks.
+
+RNG order is upstream's: one CPU generator seeded once (upstream's ``torch.manual_seed(42)``
+returns the global CPU generator, the same stream); per clip the Hallo2 keep mask is drawn
+first (when enabled), then the clip's initial noise.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+import torch
+
+from ..io.vae import VaeCodec
+from ..io.video import FrameSink, MemorySink
+from ..types import AudioFeatures, FaceData
+from .chain import audio_window, drop_motion_frames, first_motion_frames, next_motion_frames, plan_clips
+from .resume import ResumeState, fingerprint, load_state, save_state
+from .sampler import SamplerSettings, prepare_video, sample_clip
+from .scheduler import make_scheduler
+
+
+@dataclass
+class GenerationSettings(SamplerSettings):
+    """Sampler settings plus the loop's: seed, clip geometry and the Hallo2 drop."""
+
+    seed: int = 42
+    clip_frames: int = 16
+    motion_frames: int = 2
+    use_mask: bool = False  # Hallo2 per-pixel drop of the motion frames
+    mask_rate: float = 0.25
+
+    def identity(self) -> dict:
+        """Settings that change the frames (hashed into the resume checkpoint)."""
+        keys = ("steps", "cfg", "pose_weight", "face_weight", "lip_weight", "scheduler", "cfg_steps",
+                "seed", "clip_frames", "motion_frames", "use_mask", "mask_rate")
+        return {k: getattr(self, k) for k in keys}
+
+
+# callback(clip_idx, n_clips, step, n_steps, latest_frames or None)
+ProgressCallback = Callable[[int, int, int, int, Optional[torch.Tensor]], None]
+
+
+@dataclass
+class GenerationResult:
+    frames_written: int  # frames in the sink(s) after this call, counting resumed ones
+    clips_done: int
+    n_clips: int
+    interrupted: bool
+    seconds: float
+
+
+def checkpoint_path_for(output: Union[str, Path]) -> Path:
+    """The resume checkpoint lives next to the output: ``OUT.mp4`` -> ``OUT.mp4.resume.pt``."""
+    p = Path(output)
+    return p.with_name(p.name + ".resume.pt")
+
+
+@torch.no_grad()
+def generate(
+    net,
+    vae: VaeCodec,
+    face: FaceData,
+    audio: AudioFeatures,
+    settings: Optional[GenerationSettings] = None,
+    sink: Optional[FrameSink] = None,
+    checkpoint: Optional[Union[str, Path]] = None,
+    resume: bool = False,
+    callback: Optional[ProgressCallback] = None,
+    should_stop: Optional[Callable[[], bool]] = None,
+    model_id: str = "",
+) -> GenerationResult:
+    """Generate the whole video clip by clip, handing each finished clip to ``sink``.
+
+    Args:
+        sink: a FrameSink (``MemorySink`` when None; read it back with ``sink.images()``).
+        checkpoint: path of the resume checkpoint (e.g. ``checkpoint_path_for(out)``); None
+            disables checkpointing. It is rewritten after every clip the sink has committed.
+        resume: continue from ``checkpoint`` if it exists and matches these inputs/settings.
+        callback: progress hook, called after every step and (with the frames) every clip.
+        should_stop: polled before every step; True abandons the clip in flight and returns
+            with ``interrupted=True`` (the sink keeps every finished clip).
+        model_id: free text folded into the input hash (e.g. the checkpoint file name).
+    """
+    settings = settings or GenerationSettings()
+    sink = sink if sink is not None else MemorySink()
+    t0 = time.time()
+    fclip, nm = settings.clip_frames, settings.motion_frames
+    plan = plan_clips(audio.num_frames, fclip)
+    n_clips = len(plan)
+    size = int(face.pixels.shape[-1])
+
+    generator = torch.Generator(device="cpu")
+    generator.manual_seed(int(settings.seed))
+    input_hash = fingerprint(face, audio, settings.identity(), net, model_id)
+    ckpt = Path(checkpoint) if checkpoint is not None else None
+
+    start_clip, motion = 0, None
+    state = load_state(ckpt) if (resume and ckpt is not None and ckpt.is_file()) else None
+    if state is not None:
+        if state.input_hash != input_hash:
+            raise ValueError(f"resume checkpoint {ckpt} was written for other inputs or settings; "
+                             "delete it or run without resume")
+        start_clip, motion = state.next_clip, state.motion
+        generator.set_state(state.rng_state)
+    start_frame = plan[start_clip][0] if start_clip < n_clips else audio.num_frames
+    if start_clip >= n_clips:  # already complete
+        return GenerationResult(start_frame, n_clips, n_clips, False, 0.0)
+
+    ctx = prepare_video(net, vae, face, fclip, fast=settings.fast)
+    scheduler = make_scheduler(settings.scheduler)
+    if motion is None:
+        motion = first_motion_frames(ctx.ref_pixels, nm)
+    motion = motion.to(ctx.face_tokens.device)
+    sink.open(size, size, audio.fps, start_frame=start_frame)
+    pending = []  # states not yet covered by the sink's committed frames
+    interrupted = False
+    clips_done = start_clip
+    try:
+        for k in range(start_clip, n_clips):
+            first, keep = plan[k]
+            mot = drop_motion_frames(motion, generator, settings.mask_rate, ctx.face_region,
+                                     settings.use_mask)
+            window = audio_window(audio.features, first, fclip)
+
+            def on_step(i, n, k=k):
+                if callback is not None:
+                    callback(k, n_clips, i + 1, n, None)
+
+            frames = sample_clip(net, vae, ctx, mot, window, generator, settings, scheduler,
+                                 on_step=on_step, should_stop=should_stop)
+            if frames is None:
+                interrupted = True
+                break
+            motion = next_motion_frames(frames, nm)
+            sink.write(frames[:keep])
+            clips_done = k + 1
+            pending.append(ResumeState(input_hash, k + 1, first + keep, motion.cpu(),
+                                       generator.get_state()))
+            if ckpt is not None:
+                _save_committed(ckpt, pending, sink.committed_frames)
+            if callback is not None:
+                callback(k, n_clips, settings.steps, settings.steps, frames[:keep])
+    finally:
+        sink.close()
+        if ckpt is not None and pending:
+            _save_committed(ckpt, pending, sink.committed_frames)
+    frames_written = plan[clips_done - 1][0] + plan[clips_done - 1][1] if clips_done else 0
+    return GenerationResult(frames_written, clips_done, n_clips, interrupted, time.time() - t0)
+
+
+def _save_committed(path: Path, pending: list, committed: int) -> None:
+    """Write the newest state whose frames are all on disk; drop older ones."""
+    ready = [s for s in pending if s.frames_done <= committed]
+    if ready:
+        save_state(path, ready[-1])
+        del pending[: pending.index(ready[-1]) + 1]
