@@ -1,0 +1,92 @@
+"""The temporal-upscale node adapter inside ComfyUI's Python: IMAGE in -> IMAGE out, and a VIDEO file in ->
+an mp4 with the source's audio out, with tiny random networks (tests/upscale_tiny.py). Skipped without
+COMFYUI_PATH (the node imports comfy_api); runs in COMFYUI_PYTHON."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+COMFYUI_PATH = os.environ.get("COMFYUI_PATH")
+REPO = Path(__file__).resolve().parents[1]
+
+SCRIPT = textwrap.dedent("""
+    import importlib, importlib.util, json, os, sys, tempfile
+    sys.path.insert(0, os.environ["COMFYUI_PATH"]); sys.path.insert(0, os.environ["REPO"])
+    from comfy.cli_args import args
+    args.cpu = True
+    import numpy as np, torch
+    torch.set_num_threads(2)
+    import folder_paths
+    from comfy_api.latest import InputImpl
+    repo = os.environ["REPO"]
+    name = repo.replace(".", "_x_")
+    spec = importlib.util.spec_from_file_location(name, os.path.join(repo, "__init__.py"),
+                                                  submodule_search_locations=[repo])
+    pack = importlib.util.module_from_spec(spec); sys.modules[name] = pack; spec.loader.exec_module(pack)
+    up = importlib.import_module(name + ".nodes.upscale")
+    C = importlib.import_module(name + ".nodes.common")
+    # ComfyUI has its own "tests" package: load the tiny-network helpers by path
+    spec = importlib.util.spec_from_file_location("upscale_tiny", os.path.join(repo, "tests", "upscale_tiny.py"))
+    tiny = importlib.util.module_from_spec(spec); spec.loader.exec_module(tiny)
+    flat_frame, textured_frame = tiny.flat_frame, tiny.textured_frame
+    tiny_codeformer, tiny_detector, tiny_parser = tiny.tiny_codeformer, tiny.tiny_detector, tiny.tiny_parser
+    from hallo_core.io.video import Mp4Sink
+
+    out_dir = tempfile.mkdtemp()
+    folder_paths.set_output_directory(out_dir)
+    face, empty = textured_frame(seed=0), flat_frame()
+    nets = dict(codeformer=tiny_codeformer(), detector=tiny_detector(face, empty), parser=tiny_parser())
+    patcher = C.make_patcher(C.Container(torch.device("cpu"), torch.float32, **nets))
+    models = C.UpscalerModels(patcher=patcher, dtype=torch.float32, paths={}, fp16=False)
+    bgr = [face, face, empty, face]
+    image = torch.stack([torch.from_numpy(f[:, :, ::-1].copy()).float() / 255 for f in bgr])
+    node = up.HalloTemporalUpscale
+    res = node.execute(upscaler=models, frames=image, scale="2", fidelity=0.5, face_upsample=False,
+                       landmark_smoothing=0.0, output_mode="image", filename_prefix="t")
+    img = res.result[0]
+    result = {"image_shape": list(img.shape), "image_range": [float(img.min()), float(img.max())],
+              "faceless_equal_bg": None}
+    # a VIDEO file (with audio) in, file mode out
+    src = os.path.join(out_dir, "src.mp4")
+    sr = 16000
+    wave = (np.sin(np.arange(int(sr * 4 / 25)) / 20.0) * 0.3).astype(np.float32)[None]
+    sink = Mp4Sink(src, waveform=wave, sample_rate=sr)
+    sink.open(64, 64, 25)
+    sink.write(image.permute(0, 3, 1, 2))
+    sink.close()
+    res2 = node.execute(upscaler=models, frames=InputImpl.VideoFromFile(src), scale="2", fidelity=0.5,
+                        face_upsample=False, landmark_smoothing=0.0, output_mode="file", filename_prefix="hallo2/up")
+    video = res2.result[1]
+    path = video.get_stream_source()
+    import av
+    with av.open(path) as c:
+        frames = [f for f in c.decode(video=0)]
+    with av.open(path) as c:
+        has_audio = any(s.type == "audio" for s in c.streams)
+    result.update({"file": os.path.relpath(path, out_dir), "frames": len(frames),
+                   "size": [frames[0].width, frames[0].height], "audio": has_audio,
+                   "ui": res2.ui.as_dict() if hasattr(res2.ui, "as_dict") else res2.ui,
+                   "last_shape": list(res2.result[0].shape)})
+    print(json.dumps(result))
+""")
+
+
+@pytest.mark.skipif(not COMFYUI_PATH, reason="COMFYUI_PATH is not set (the node imports ComfyUI's comfy_api)")
+def test_temporal_upscale_node_image_and_video_file():
+    env = dict(os.environ, REPO=str(REPO), PYTHONPATH=str(REPO))
+    out = subprocess.run([os.environ.get("COMFYUI_PYTHON", sys.executable), "-c", SCRIPT], env=env, cwd=str(REPO),
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-4000:]
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    # prepare_frame enlarges small frames to 512 px before detection (as upstream), then x2
+    assert r["image_shape"] == [4, 1024, 1024, 3]
+    assert 0.0 <= r["image_range"][0] and r["image_range"][1] <= 1.0
+    assert r["file"].startswith("hallo2/up_") and r["file"].endswith(".mp4")
+    assert r["frames"] == 4 and r["size"] == [1024, 1024] and r["audio"] is True
+    assert r["last_shape"] == [1, 1024, 1024, 3]
+    assert r["ui"]["images"][0]["type"] == "output" and r["ui"]["animated"] == [True]
