@@ -1,0 +1,118 @@
+"""Node-level validation inside ComfyUI's Python: bad inputs and missing model files give clear errors
+before any model runs. Skipped without COMFYUI_PATH (the nodes import comfy_api); runs in COMFYUI_PYTHON."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+COMFYUI_PATH = os.environ.get("COMFYUI_PATH")
+REPO = Path(__file__).resolve().parents[1]
+
+SCRIPT = textwrap.dedent("""
+    import importlib, importlib.util, json, os, sys, tempfile
+    sys.path.insert(0, os.environ["COMFYUI_PATH"]); sys.path.insert(0, os.environ["REPO"])
+    from comfy.cli_args import args
+    args.cpu = True
+    import torch
+    import folder_paths
+    repo = os.environ["REPO"]
+    name = repo.replace(".", "_x_")
+    spec = importlib.util.spec_from_file_location(name, os.path.join(repo, "__init__.py"),
+                                                  submodule_search_locations=[repo])
+    pack = importlib.util.module_from_spec(spec); sys.modules[name] = pack; spec.loader.exec_module(pack)
+    ext = importlib.import_module(name + ".nodes.extension")
+    ext.setup()  # registers models/hallo
+    mods = {m: importlib.import_module(f"{name}.nodes.{m}") for m in ("loaders", "audio", "face", "long_video", "sampler")}
+    spec = importlib.util.spec_from_file_location("tiny_models", os.path.join(repo, "tests", "tiny_models.py"))
+    tiny = importlib.util.module_from_spec(spec); spec.loader.exec_module(tiny)
+
+    empty = tempfile.mkdtemp()
+    folder_paths.folder_names_and_paths["hallo"] = ([empty], set())
+    res = {"registered": folder_paths.get_folder_paths("hallo")}
+
+    def err(fn):
+        try:
+            fn()
+        except Exception as e:
+            return [type(e).__name__, str(e)]
+        return None
+
+    L = mods["loaders"]
+    res["vae_missing"] = err(lambda: L.HalloVAELoader.execute(vae_folder="sd-vae-ft-mse", precision="fp32"))
+    res["audio_missing"] = err(lambda: L.HalloAudioModelLoader.execute(separator="none", precision="fp32"))
+    res["face_missing"] = err(lambda: L.HalloFaceModelLoader.execute(onnx_device="cpu"))
+    res["net_missing"] = err(lambda: L.HalloModelLoader.execute(model="hallo2/net.pth", precision="auto"))
+
+    A = mods["audio"].HalloAudioEmbeds
+    silent = {"waveform": torch.zeros(1, 2, 44100), "sample_rate": 44100}
+    res["silence"] = err(lambda: A.execute(audio_models=None, audio=silent, segment_60s=True))
+    tiny_audio = {"waveform": torch.randn(1, 1, 100), "sample_rate": 44100}
+    res["too_short"] = err(lambda: A.execute(audio_models=None, audio=tiny_audio, segment_60s=True))
+    res["bad_audio"] = err(lambda: A.execute(audio_models=None, audio={"waveform": torch.zeros(5)}, segment_60s=True))
+
+    F = mods["face"].HalloFaceAnalysis
+    res["size_check"] = F.validate_inputs(size=100, face_expand_ratio=1.2)
+    res["ratio_check"] = F.validate_inputs(size=512, face_expand_ratio=5.0)
+    res["ok_check"] = F.validate_inputs(size=512, face_expand_ratio=1.2)
+    tiny.write_tiny_face_models(empty)
+    fm = L.HalloFaceModelLoader.execute(onnx_device="cpu").result[0]
+    ramp = torch.linspace(0, 1, 256)
+    gradient = torch.stack([ramp.expand(256, 256)] * 3, dim=-1)[None]
+    res["no_face"] = err(lambda: F.execute(face_models=fm, image=gradient, size=128, mode="stretch",
+                                           face_expand_ratio=1.2, no_face="error"))
+    res["bad_image"] = err(lambda: F.execute(face_models=fm, image=torch.rand(3, 64, 64), size=128, mode="stretch",
+                                             face_expand_ratio=1.2, no_face="error"))
+    LV = mods["long_video"].HalloLongVideo
+    res["prefix_check"] = LV.validate_inputs(steps=40, cfg=3.5, mask_rate=0.25, filename_prefix="../../etc/x")
+    res["mask_check"] = LV.validate_inputs(steps=40, cfg=3.5, mask_rate=1.0, filename_prefix="a")
+    res["steps_check"] = mods["sampler"].HalloSampler.validate_inputs(steps=0, cfg=3.5)
+    print(json.dumps(res))
+""")
+
+
+@pytest.fixture(scope="module")
+def result():
+    if not COMFYUI_PATH:
+        pytest.skip("COMFYUI_PATH is not set (the nodes import ComfyUI's comfy_api)")
+    env = dict(os.environ, REPO=str(REPO))
+    out = subprocess.run([os.environ.get("COMFYUI_PYTHON", sys.executable), "-c", SCRIPT], env=env, cwd=str(REPO),
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-4000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("key, rel", [("vae_missing", "sd-vae-ft-mse"), ("audio_missing", "wav2vec/wav2vec2-base-960h"),
+                                      ("face_missing", "face_analysis/models/scrfd_10g_bnkps.onnx"),
+                                      ("net_missing", "hallo2/net.pth")])
+def test_missing_files_name_the_expected_path_and_source(result, key, rel):
+    kind, msg = result[key]
+    assert kind == "FileNotFoundError"
+    assert rel in msg and "huggingface.co/fudan-generative-ai/hallo" in msg
+    assert result["registered"][0] in msg  # the models/hallo folder it looked in
+
+
+def test_audio_errors_are_clear(result):
+    assert result["silence"] == ["ValueError", "audio: the audio is pure silence; Hallo needs speech to drive the lips"]
+    assert result["too_short"][0] == "ValueError" and "shorter than one video frame" in result["too_short"][1]
+    assert result["bad_audio"][0] == "ValueError" and "AUDIO dict" in result["bad_audio"][1]
+
+
+def test_face_errors_are_clear(result):
+    assert "multiple of 64" in result["size_check"]
+    assert "face_expand_ratio" in result["ratio_check"]
+    assert result["ok_check"] is True
+    kind, msg = result["no_face"]
+    assert kind == "ValueError" and msg.startswith("image: ") and "face" in msg
+    assert result["bad_image"][0] == "ValueError" and "[B,H,W,C]" in result["bad_image"][1]
+
+
+def test_sampler_and_long_video_validation(result):
+    assert "output folder" in result["prefix_check"]
+    assert "mask_rate" in result["mask_check"]
+    assert "steps" in result["steps_check"]
+
