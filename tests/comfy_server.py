@@ -84,11 +84,13 @@ def launch(root: Path, fixtures_dir: Path, with_models: bool = True):
     """Start ComfyUI (``main.py --cpu``) on a free port with this pack and a temporary models folder."""
     import soundfile as sf
 
-    from tests.tiny_models import build_models_dir
+    from tests.tiny_models import build_models_dir, write_upscaler_models
 
     (root / "models" / "hallo").mkdir(parents=True)
+    (root / "models" / "upscale_models").mkdir(parents=True)
     if with_models:
         build_models_dir(root / "models" / "hallo")
+        write_upscaler_models(root / "models" / "hallo", root / "models" / "upscale_models")
     (root / "custom_nodes").mkdir()
     os.symlink(REPO, root / "custom_nodes" / PACK_NAME, target_is_directory=True)
     for d in ("input", "output", "user", "temp"):
@@ -98,7 +100,8 @@ def launch(root: Path, fixtures_dir: Path, with_models: bool = True):
     sf.write(str(root / "input" / "hallo_speech.wav"), data, sr)
     sf.write(str(root / "input" / "hallo_speech_short.wav"), data[: int(SHORT_SECONDS * sr)], sr)
     (root / "extra_model_paths.yaml").write_text(
-        f"hallo_test:\n  custom_nodes: {root / 'custom_nodes'}\n  hallo: {root / 'models' / 'hallo'}\n")
+        f"hallo_test:\n  custom_nodes: {root / 'custom_nodes'}\n  hallo: {root / 'models' / 'hallo'}\n"
+        f"  upscale_models: {root / 'models' / 'upscale_models'}\n")
     port = _free_port()
     log = root / "server.log"
     cmd = [PYTHON, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--disable-auto-launch",

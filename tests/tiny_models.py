@@ -10,6 +10,12 @@ seconds. Nothing is downloaded.
         sd-vae-ft-mse/{config.json, diffusion_pytorch_model.safetensors}
         wav2vec/wav2vec2-base-960h/{config.json, preprocessor_config.json, model.safetensors}
         face_analysis/models/{scrfd_10g_bnkps.onnx, glintr100.onnx}
+
+    write_upscaler_models(root, upscale_models_dir)  ->  (official sizes: the loaders accept no other)
+        root/hallo2/net_g.pth                          random temporal CodeFormer ({"params_ema": ...})
+        root/facelib/detection_Resnet50_Final.pth       RetinaFace-R50 whose class head never fires
+        root/facelib/parsing_parsenet.pth               random ParseNet
+        upscale_models_dir/RealESRGAN_x2plus.pth        tiny RRDBNet x2 (core's loader infers the size)
 """
 
 from __future__ import annotations
@@ -160,6 +166,33 @@ def write_tiny_face_models(root: PathLike, seed: int = 0) -> Path:
     _scrfd_constant(folder / "scrfd_10g_bnkps.onnx")
     _arcface_tiny(folder / "glintr100.onnx", seed)
     return folder
+
+
+def write_upscaler_models(root: PathLike, upscale_models_dir: PathLike, seed: int = 0) -> dict:
+    """The temporal upscaler's files. The official loaders build the full-size networks, so these are
+    full size with random weights (about 650 MB); the face detector is made to find no face (class-head
+    bias -100), so a run takes the face-less pass-through path and stays fast on a CPU."""
+    from hallo_core.models.upscaler import ParseNet, RetinaFace, RRDBNet, TemporalCodeFormer
+
+    root, up_dir = Path(root), Path(upscale_models_dir)
+    (root / "hallo2").mkdir(parents=True, exist_ok=True)
+    (root / "facelib").mkdir(parents=True, exist_ok=True)
+    up_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    out = {"net_g": root / "hallo2" / "net_g.pth", "detector": root / "facelib" / "detection_Resnet50_Final.pth",
+           "parser": root / "facelib" / "parsing_parsenet.pth", "bg": up_dir / "RealESRGAN_x2plus.pth"}
+    sd = TemporalCodeFormer().state_dict()
+    torch.save({"params_ema": sd}, out["net_g"])
+    del sd
+    det = RetinaFace()
+    with torch.no_grad():
+        for head in det.ClassHead:
+            head.conv1x1.weight.zero_()
+            head.conv1x1.bias.copy_(torch.tensor([100.0, -100.0]).repeat(head.conv1x1.bias.numel() // 2))
+    torch.save({"module." + k: v for k, v in det.state_dict().items()}, out["detector"])
+    torch.save(ParseNet().state_dict(), out["parser"])
+    torch.save(RRDBNet(scale=2, num_feat=8, num_block=1, num_grow_ch=32).state_dict(), out["bg"])
+    return out
 
 
 def build_models_dir(root: PathLike, seed: int = 0) -> Path:
