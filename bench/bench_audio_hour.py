@@ -63,7 +63,7 @@ def main() -> None:
     torch.manual_seed(0)
     encoder = HalloWav2Vec.from_config(Wav2Vec2Config())  # wav2vec2-base shapes
     wave = speech_like(args.minutes * 60)
-    print(f"audio: {args.minutes:g} min at 16 kHz ({wave.nbytes / 2**20:.0f} MiB), rss before {rss_mb():.0f} MiB")
+    print(f"audio: {args.minutes:g} min at 16 kHz ({wave.nbytes / 2**20:.0f} MiB), rss before {rss_mb():.0f} MiB", flush=True)
     t0 = time.perf_counter()
     last = [t0]
 
@@ -77,7 +77,16 @@ def main() -> None:
     fbytes = feats.features.numel() * feats.features.element_size()
     print(f"features {tuple(feats.features.shape)} {args.dtype} = {fbytes / 2**20:.0f} MiB, num_frames {feats.num_frames}")
     print(f"time {dt:.1f} s ({dt / (args.minutes * 60):.3f} s per audio second, {args.threads} threads)")
-    print(f"peak RSS {peak_rss_mb():.0f} MiB")
+    peak = peak_rss_mb()
+    print(f"peak RSS {peak:.0f} MiB")
+    if args.minutes < 60:
+        # Everything but the features and the input waveform is per segment, so a shorter
+        # run extrapolates by adding the extra features and waveform of a full hour.
+        t_hour = -(-90000 // 16) * 16
+        per_frame = feats.features[0].numel() * feats.features.element_size()
+        extra = (t_hour - feats.features.shape[0]) * per_frame + (3600 * 16000 - wave.size) * 4
+        print(f"EXTRAPOLATED (not measured) peak RSS for 60 min: {peak + extra / 2**20:.0f} MiB "
+              f"(+{extra / 2**20:.0f} MiB of features and waveform)")
 
 
 if __name__ == "__main__":

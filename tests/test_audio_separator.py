@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from hallo_core.audio import KIM_VOCAL_2, VocalSeparator, embed_audio, load_separator
+from hallo_core.audio import KIM_VOCAL_2, VocalSeparator, embed_audio, load_separator, vocals_to_16k_mono
 from tests._audio_util import make_mdx_onnx, tiny_encoder, tone
 
 
@@ -103,5 +103,19 @@ def test_embed_with_separator(models):
     assert calls == [(1, 2), (2, 2)]
     # The identity separator only rescales / band-limits (normalisation undoes the gain);
     # away from the abrupt tone onset/offset the features agree.
-    h = embed_audio((wave, 44100), enc, separator=models["identity"], cache=None)
+    h = embed_audio((wave, 44100), enc, separator=models["identity"], separator_resampler="soxr", cache=None)
     torch.testing.assert_close(h.features[5:45], g.features[5:45], rtol=1e-3, atol=2e-3)
+
+
+def test_vocals_to_16k_routes():
+    vocals = tone(2.0, 44100, freqs=(440.0, 2000.0), channels=2, amp=0.5)
+    ff = vocals_to_16k_mono(vocals, "ffmpeg")
+    sx = vocals_to_16k_mono(vocals, "soxr")
+    assert len(ff) == len(sx) == 32000 and ff.dtype == sx.dtype == np.float32
+    # Both are good resamplers for content well below 8 kHz; the ffmpeg route also carries
+    # the 16-bit quantisation of upstream's WAV file.
+    inner = slice(800, -800)
+    assert np.abs(ff[inner] - sx[inner]).max() < 2e-3
+    assert np.all(np.abs(ff * 65536 - np.round(ff * 65536)) < 1e-3)  # mean of two 16-bit channels
+    with pytest.raises(ValueError):
+        vocals_to_16k_mono(vocals, "linear")

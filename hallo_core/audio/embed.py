@@ -21,7 +21,7 @@ import torch
 
 from ..types import AudioFeatures
 from .loading import TARGET_RATE, AudioSource, load_audio, resample, to_mono
-from .separator import VocalSeparator
+from .separator import VocalSeparator, vocals_to_16k_mono
 from .wav2vec import HalloWav2Vec
 
 log = logging.getLogger(__name__)
@@ -114,6 +114,7 @@ def embed_audio(
     *,
     sample_rate: Optional[int] = None,
     separator: Optional[VocalSeparator] = None,
+    separator_resampler: str = "ffmpeg",
     clip_length: int = CLIP_LENGTH,
     segment_seconds: Optional[float] = SEGMENT_SECONDS,
     feature_dtype: torch.dtype = torch.float32,
@@ -127,6 +128,8 @@ def embed_audio(
         audio: path, ComfyUI AUDIO dict, (array, sr) tuple, or array/tensor with ``sample_rate``.
         encoder: a loaded :class:`HalloWav2Vec`.
         separator: vocal separator or ``None`` to use the audio as is.
+        separator_resampler: how separated vocals reach 16 kHz: ``"ffmpeg"`` (upstream's
+            16-bit WAV + libswresample route) or ``"soxr"``.
         clip_length: frames per generated clip; the features are zero-padded to a multiple
             of it (0 disables padding).
         segment_seconds: 60 s for Hallo2's segmenting, ``None`` for one pass (Hallo v1).
@@ -140,7 +143,7 @@ def embed_audio(
         ``num_frames`` = ceil(samples at 16 kHz / 640).
     """
     wave, sr = load_audio(audio, sample_rate)
-    sep_id = separator.fingerprint if separator is not None else "none"
+    sep_id = f"{separator.fingerprint}|{separator_resampler}" if separator is not None else "none"
     settings = f"{encoder.fingerprint}|{sep_id}|{clip_length}|{segment_seconds}|{feature_dtype}"
     key = _content_key(wave, sr, settings) if cache is not None else None
     if cache is not None:
@@ -166,7 +169,7 @@ def embed_audio(
         part = wave[:, piece]
         if separator is not None:
             vocals = separator.separate(part, sr)
-            mono16.append(resample(to_mono(vocals), separator.sample_rate, TARGET_RATE))
+            mono16.append(vocals_to_16k_mono(vocals, separator_resampler))
             step_done()
         else:
             mono16.append(resample(to_mono(part), sr, TARGET_RATE))
