@@ -149,6 +149,11 @@ def test_cache_hits_and_keys(enc, tmp_path):
     assert cache2.hits == 1 and e.num_frames == a.num_frames and torch.equal(e.features, a.features)
     # LRU keeps at most max_entries in memory.
     assert len(cache._items) == 2
+    # Entries above the byte budget are not kept in memory (but still written to disk).
+    small = EmbeddingCache(max_bytes=1000, cache_dir=tmp_path / "small")
+    f = embed_audio((x, 16000), enc, cache=small)
+    assert len(small._items) == 0 and len(list((tmp_path / "small").iterdir())) == 1
+    assert torch.equal(embed_audio((x, 16000), enc, cache=small).features, f.features) and small.hits == 1
 
 
 def test_progress_and_interrupt(enc):

@@ -42,8 +42,16 @@ def frames_for_samples(num_samples: int) -> int:
 class EmbeddingCache:
     """In-memory LRU of AudioFeatures by content hash, optionally mirrored to a directory."""
 
-    def __init__(self, max_entries: int = 4, cache_dir: Optional[Union[str, os.PathLike]] = None):
+    def __init__(
+        self,
+        max_entries: int = 4,
+        cache_dir: Optional[Union[str, os.PathLike]] = None,
+        max_bytes: int = 2 * 2**30,
+    ):
+        # max_bytes bounds what the cache alone keeps alive: an hour of float32 features is
+        # 3.3 GB, so such an entry is not held in memory (only on disk when cache_dir is set).
         self.max_entries = int(max_entries)
+        self.max_bytes = int(max_bytes)
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self._items: "OrderedDict[str, AudioFeatures]" = OrderedDict()
         self.hits = 0
@@ -81,10 +89,16 @@ class EmbeddingCache:
             save_file({"features": feats.features.contiguous()}, str(tmp), metadata={"num_frames": str(feats.num_frames)})
             os.replace(tmp, path)
 
+    @staticmethod
+    def _nbytes(feats: AudioFeatures) -> int:
+        return feats.features.numel() * feats.features.element_size()
+
     def _remember(self, key: str, feats: AudioFeatures) -> None:
+        if self._nbytes(feats) > self.max_bytes:
+            return
         self._items[key] = feats
         self._items.move_to_end(key)
-        while len(self._items) > max(self.max_entries, 0):
+        while len(self._items) > max(self.max_entries, 0) or sum(map(self._nbytes, self._items.values())) > self.max_bytes:
             self._items.popitem(last=False)
 
     def clear(self) -> None:
