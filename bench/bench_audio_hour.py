@@ -63,19 +63,22 @@ def main() -> None:
     torch.manual_seed(0)
     encoder = HalloWav2Vec.from_config(Wav2Vec2Config())  # wav2vec2-base shapes
     wave = speech_like(args.minutes * 60)
-    print(f"audio: {args.minutes:g} min at 16 kHz ({wave.nbytes / 2**20:.0f} MiB), rss before {rss_mb():.0f} MiB", flush=True)
+    print(f"audio: {args.minutes:g} min at 16 kHz ({wave.nbytes / 2**20:.0f} MiB), "
+          f"rss before {rss_mb():.0f} MiB", flush=True)
     t0 = time.perf_counter()
     last = [t0]
 
     def progress(done: int, total: int) -> None:
         now = time.perf_counter()
-        print(f"  segment {done}/{total}: {now - last[0]:.1f} s, rss {rss_mb():.0f} MiB, peak {peak_rss_mb():.0f} MiB", flush=True)
+        print(f"  segment {done}/{total}: {now - last[0]:.1f} s, rss {rss_mb():.0f} MiB, "
+              f"peak {peak_rss_mb():.0f} MiB", flush=True)
         last[0] = now
 
     feats = embed_audio((wave, 16000), encoder, feature_dtype=getattr(torch, args.dtype), progress=progress, cache=None)
     dt = time.perf_counter() - t0
     fbytes = feats.features.numel() * feats.features.element_size()
-    print(f"features {tuple(feats.features.shape)} {args.dtype} = {fbytes / 2**20:.0f} MiB, num_frames {feats.num_frames}")
+    print(f"features {tuple(feats.features.shape)} {args.dtype} = {fbytes / 2**20:.0f} MiB, "
+          f"num_frames {feats.num_frames}")
     print(f"time {dt:.1f} s ({dt / (args.minutes * 60):.3f} s per audio second, {args.threads} threads)")
     peak = peak_rss_mb()
     print(f"peak RSS {peak:.0f} MiB")

@@ -25,7 +25,9 @@ def tiny_encoder(seed: int = 0):
     return HalloWav2Vec.from_config(tiny_config())
 
 
-def save_official_folder(folder: Path, config, spelling: str = "parametrizations", ctc_prefix: bool = False, seed: int = 0):
+def save_official_folder(
+    folder: Path, config, spelling: str = "parametrizations", ctc_prefix: bool = False, seed: int = 0
+):
     """Random Wav2Vec2Model saved like the official folder, with the chosen pos-conv key spelling."""
     import json
 
@@ -36,10 +38,9 @@ def save_official_folder(folder: Path, config, spelling: str = "parametrizations
     model = Wav2Vec2Model(config).eval()
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     if spelling == "weight_g":
-        state = {
-            k.replace("parametrizations.weight.original0", "weight_g").replace("parametrizations.weight.original1", "weight_v"): v
-            for k, v in state.items()
-        }
+        old = {"parametrizations.weight.original0": "weight_g", "parametrizations.weight.original1": "weight_v"}
+        for a, b in old.items():
+            state = {k.replace(a, b): v for k, v in state.items()}
     if ctc_prefix:
         state = {"wav2vec2." + k: v for k, v in state.items()}
         state["lm_head.weight"] = torch.zeros(config.vocab_size, config.hidden_size)

@@ -117,7 +117,9 @@ def test_window_edges():
     assert w.shape == (4, 5, 2, 3)
     assert w[:, :, 0, 0].tolist() == [[0, 0, 0, 1, 2], [0, 0, 1, 2, 3], [0, 1, 2, 3, 4], [1, 2, 3, 4, 5]]
     w = window(feats, 16, 4)
-    assert w[:, :, 0, 0].tolist() == [[14, 15, 16, 17, 18], [15, 16, 17, 18, 19], [16, 17, 18, 19, 19], [17, 18, 19, 19, 19]]
+    assert w[:, :, 0, 0].tolist() == [
+        [14, 15, 16, 17, 18], [15, 16, 17, 18, 19], [16, 17, 18, 19, 19], [17, 18, 19, 19, 19]
+    ]
     # Clip windows are continuous across clip boundaries (computed over the whole sequence).
     full = window(feats, 0, t)
     torch.testing.assert_close(torch.cat([window(feats, 0, 8), window(feats, 8, 12)]), full)

@@ -96,7 +96,9 @@ def test_embed_with_separator(models):
     enc = tiny_encoder()
     wave = tone(2.0, 44100, freqs=(200.0, 900.0), channels=2)
     calls = []
-    f = embed_audio((wave, 44100), enc, separator=models["random"], cache=None, progress=lambda d, t: calls.append((d, t)))
+    f = embed_audio(
+        (wave, 44100), enc, separator=models["random"], cache=None, progress=lambda d, t: calls.append((d, t))
+    )
     g = embed_audio((wave, 44100), enc, cache=None)
     assert f.num_frames == g.num_frames == 50 and f.features.shape == g.features.shape == (64, 2, 32)
     assert not torch.allclose(f.features, g.features)

@@ -86,7 +86,8 @@ class EmbeddingCache:
 
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")
-            save_file({"features": feats.features.contiguous()}, str(tmp), metadata={"num_frames": str(feats.num_frames)})
+            meta = {"num_frames": str(feats.num_frames)}
+            save_file({"features": feats.features.contiguous()}, str(tmp), metadata=meta)
             os.replace(tmp, path)
 
     @staticmethod
@@ -98,7 +99,11 @@ class EmbeddingCache:
             return
         self._items[key] = feats
         self._items.move_to_end(key)
-        while len(self._items) > max(self.max_entries, 0) or sum(map(self._nbytes, self._items.values())) > self.max_bytes:
+        def over() -> bool:
+            used = sum(map(self._nbytes, self._items.values()))
+            return len(self._items) > max(self.max_entries, 0) or used > self.max_bytes
+
+        while over():
             self._items.popitem(last=False)
 
     def clear(self) -> None:

@@ -107,7 +107,9 @@ class VocalSeparator:
         expected = (4, params.dim_f, params.dim_t)
         fixed = [d for d in inp.shape[1:]]
         if len(fixed) != 3 or any(isinstance(d, int) and d != e for d, e in zip(fixed, expected)):
-            raise ValueError(f"{self.model_path} takes input {inp.shape}; expected [batch, 4, {params.dim_f}, {params.dim_t}]")
+            raise ValueError(
+                f"{self.model_path} takes input {inp.shape}; expected [batch, 4, {params.dim_f}, {params.dim_t}]"
+            )
         stat = self.model_path.stat()
         self.fingerprint = f"{self.model_path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{params}:{self.overlap}"
         self._window = torch.hann_window(params.n_fft, periodic=True)
@@ -117,7 +119,9 @@ class VocalSeparator:
         """[2, chunk] mix -> [2, chunk] model estimate (the STFT/ISTFT sandwich)."""
         p = self.params
         x = torch.from_numpy(chunk)
-        spec = torch.stft(x, n_fft=p.n_fft, hop_length=p.hop_length, window=self._window, center=True, return_complex=True)
+        spec = torch.stft(
+            x, n_fft=p.n_fft, hop_length=p.hop_length, window=self._window, center=True, return_complex=True
+        )
         spec = torch.view_as_real(spec)  # [2, bins, frames, 2]
         spec = spec.permute(0, 3, 1, 2).reshape(1, 4, spec.shape[1], spec.shape[2])[:, :, : p.dim_f]
         spec = spec.contiguous()
@@ -128,7 +132,9 @@ class VocalSeparator:
         full = torch.zeros(1, 4, bins, pred.shape[-1], dtype=torch.float32)
         full[:, :, : p.dim_f] = pred
         full = full.reshape(2, 2, bins, -1).permute(0, 2, 3, 1).contiguous()
-        wave = torch.istft(torch.view_as_complex(full), n_fft=p.n_fft, hop_length=p.hop_length, window=self._window, center=True)
+        wave = torch.istft(
+            torch.view_as_complex(full), n_fft=p.n_fft, hop_length=p.hop_length, window=self._window, center=True
+        )
         return wave.numpy()
 
     def _demix(self, mix: np.ndarray) -> np.ndarray:

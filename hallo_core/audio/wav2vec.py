@@ -216,7 +216,10 @@ class HalloWav2Vec(nn.Module):
             if norm is None:
                 h = _conv_chunked(layer.conv, h, act, chunk)
             elif isinstance(norm, nn.LayerNorm):  # per-position norm over channels
-                h = _conv_chunked(layer.conv, h, lambda y, n=norm, a=act: a(n(y.transpose(-2, -1)).transpose(-2, -1)), chunk)
+                def post(y, n=norm, a=act):
+                    return a(n(y.transpose(-2, -1)).transpose(-2, -1))
+
+                h = _conv_chunked(layer.conv, h, post, chunk)
             elif isinstance(norm, nn.GroupNorm) and norm.num_groups == norm.num_channels:
                 h = _conv_chunked(layer.conv, h, lambda y: y, chunk)
                 mean, var = _channel_stats(h, chunk)
