@@ -21,7 +21,7 @@ import torch
 
 from ..types import AudioFeatures
 from .loading import TARGET_RATE, AudioSource, load_audio, resample, to_mono
-from .separator import VocalSeparator
+from .separator import VocalSeparator, vocals_to_16k_mono
 from .wav2vec import HalloWav2Vec
 
 log = logging.getLogger(__name__)
@@ -42,8 +42,16 @@ def frames_for_samples(num_samples: int) -> int:
 class EmbeddingCache:
     """In-memory LRU of AudioFeatures by content hash, optionally mirrored to a directory."""
 
-    def __init__(self, max_entries: int = 4, cache_dir: Optional[Union[str, os.PathLike]] = None):
+    def __init__(
+        self,
+        max_entries: int = 4,
+        cache_dir: Optional[Union[str, os.PathLike]] = None,
+        max_bytes: int = 2 * 2**30,
+    ):
+        # max_bytes bounds what the cache alone keeps alive: an hour of float32 features is
+        # 3.3 GB, so such an entry is not held in memory (only on disk when cache_dir is set).
         self.max_entries = int(max_entries)
+        self.max_bytes = int(max_bytes)
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self._items: "OrderedDict[str, AudioFeatures]" = OrderedDict()
         self.hits = 0
@@ -78,13 +86,24 @@ class EmbeddingCache:
 
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")
-            save_file({"features": feats.features.contiguous()}, str(tmp), metadata={"num_frames": str(feats.num_frames)})
+            meta = {"num_frames": str(feats.num_frames)}
+            save_file({"features": feats.features.contiguous()}, str(tmp), metadata=meta)
             os.replace(tmp, path)
 
+    @staticmethod
+    def _nbytes(feats: AudioFeatures) -> int:
+        return feats.features.numel() * feats.features.element_size()
+
     def _remember(self, key: str, feats: AudioFeatures) -> None:
+        if self._nbytes(feats) > self.max_bytes:
+            return
         self._items[key] = feats
         self._items.move_to_end(key)
-        while len(self._items) > max(self.max_entries, 0):
+        def over() -> bool:
+            used = sum(map(self._nbytes, self._items.values()))
+            return len(self._items) > max(self.max_entries, 0) or used > self.max_bytes
+
+        while over():
             self._items.popitem(last=False)
 
     def clear(self) -> None:
@@ -114,6 +133,7 @@ def embed_audio(
     *,
     sample_rate: Optional[int] = None,
     separator: Optional[VocalSeparator] = None,
+    separator_resampler: str = "ffmpeg",
     clip_length: int = CLIP_LENGTH,
     segment_seconds: Optional[float] = SEGMENT_SECONDS,
     feature_dtype: torch.dtype = torch.float32,
@@ -127,6 +147,8 @@ def embed_audio(
         audio: path, ComfyUI AUDIO dict, (array, sr) tuple, or array/tensor with ``sample_rate``.
         encoder: a loaded :class:`HalloWav2Vec`.
         separator: vocal separator or ``None`` to use the audio as is.
+        separator_resampler: how separated vocals reach 16 kHz: ``"ffmpeg"`` (upstream's
+            16-bit WAV + libswresample route) or ``"soxr"``.
         clip_length: frames per generated clip; the features are zero-padded to a multiple
             of it (0 disables padding).
         segment_seconds: 60 s for Hallo2's segmenting, ``None`` for one pass (Hallo v1).
@@ -140,7 +162,7 @@ def embed_audio(
         ``num_frames`` = ceil(samples at 16 kHz / 640).
     """
     wave, sr = load_audio(audio, sample_rate)
-    sep_id = separator.fingerprint if separator is not None else "none"
+    sep_id = f"{separator.fingerprint}|{separator_resampler}" if separator is not None else "none"
     settings = f"{encoder.fingerprint}|{sep_id}|{clip_length}|{segment_seconds}|{feature_dtype}"
     key = _content_key(wave, sr, settings) if cache is not None else None
     if cache is not None:
@@ -166,7 +188,7 @@ def embed_audio(
         part = wave[:, piece]
         if separator is not None:
             vocals = separator.separate(part, sr)
-            mono16.append(resample(to_mono(vocals), separator.sample_rate, TARGET_RATE))
+            mono16.append(vocals_to_16k_mono(vocals, separator_resampler))
             step_done()
         else:
             mono16.append(resample(to_mono(part), sr, TARGET_RATE))

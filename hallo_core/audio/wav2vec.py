@@ -36,6 +36,37 @@ _WN_RENAMES = {
 _IGNORED_PREFIXES = ("lm_head.", "quantizer.", "project_q.", "project_hid.", "dropout_features")
 
 
+def _conv_chunked(conv: nn.Conv1d, x: torch.Tensor, post, chunk: int) -> torch.Tensor:
+    """``post(conv(x))`` computed over slices of the output positions.
+
+    Each output position depends only on its own input window, so slicing is exact; it keeps
+    the convolution's workspace to one slice (a 60 s segment otherwise needs ~1 GB here).
+    """
+    k, s = conv.kernel_size[0], conv.stride[0]
+    if conv.padding not in ((0,), 0) or conv.dilation != (1,):
+        return post(conv(x))
+    length = (x.shape[-1] - k) // s + 1
+    out = x.new_empty(x.shape[0], conv.out_channels, length)
+    for a in range(0, length, chunk):
+        b = min(a + chunk, length)
+        out[..., a:b] = post(conv(x[..., a * s : (b - 1) * s + k]))
+    return out
+
+
+def _channel_stats(h: torch.Tensor, chunk: int) -> tuple:
+    """Per-channel mean and biased variance over time, two passes in float64, in slices
+    (torch.var_mean would materialise a full-size temporary)."""
+    n = h.shape[-1]
+    total = torch.zeros(h.shape[:-1] + (1,), dtype=torch.float64, device=h.device)
+    for a in range(0, n, chunk):
+        total += h[..., a : a + chunk].sum(dim=-1, keepdim=True, dtype=torch.float64)
+    mean = total / n
+    sq = torch.zeros_like(total)
+    for a in range(0, n, chunk):
+        sq += (h[..., a : a + chunk].double() - mean).square().sum(dim=-1, keepdim=True)
+    return mean.to(h.dtype), (sq / n).to(h.dtype)
+
+
 def normalize_waveform(wave: np.ndarray) -> np.ndarray:
     """Zero mean / unit variance over the whole array, as Wav2Vec2FeatureExtractor does.
 
@@ -114,6 +145,8 @@ class HalloWav2Vec(nn.Module):
         if config.mask_time_prob > 0.0 or config.mask_feature_prob > 0.0:
             # Present in the checkpoint; only used for SpecAugment during training.
             self.masked_spec_embed = nn.Parameter(torch.zeros(config.hidden_size))
+        # Output positions per convolution call in the CNN (memory vs. call overhead).
+        self.cnn_chunk = 4096
         # Identifies the weights for the embedding cache.
         self.fingerprint = f"instance-{uuid.uuid4().hex}"
         self.eval()
@@ -151,7 +184,7 @@ class HalloWav2Vec(nn.Module):
         if x.shape[1] < MIN_CNN_SAMPLES:
             # Only reachable without clip padding; upstream would fail inside the CNN.
             x = F.pad(x, (0, MIN_CNN_SAMPLES - x.shape[1]))
-        feats = self.feature_extractor(x)  # [1, C, L] at ~50 Hz
+        feats = self._cnn(x)  # [1, C, L] at ~50 Hz
         feats = F.interpolate(feats, size=int(num_frames), mode="linear", align_corners=True)
         hidden, _ = self.feature_projection(feats.transpose(1, 2))
 
@@ -167,6 +200,41 @@ class HalloWav2Vec(nn.Module):
                 hidden = hidden[0]
             out[:, i] = hidden[0].to(device=out.device, dtype=out.dtype)
         return out
+
+    def _cnn(self, x: torch.Tensor) -> torch.Tensor:
+        """The feature encoder's forward, layer by layer, with bounded temporaries.
+
+        Same math as ``self.feature_extractor(x)``: conv -> (norm) -> activation per layer.
+        GroupNorm with one group per channel (wav2vec2-base) is applied in place after the
+        whole layer output exists, since its statistics span the full length.
+        """
+        chunk = self.cnn_chunk
+        h = x[:, None]
+        for layer in self.feature_extractor.conv_layers:
+            norm = getattr(layer, "layer_norm", None)
+            act = layer.activation
+            if norm is None:
+                h = _conv_chunked(layer.conv, h, act, chunk)
+            elif isinstance(norm, nn.LayerNorm):  # per-position norm over channels
+                def post(y, n=norm, a=act):
+                    return a(n(y.transpose(-2, -1)).transpose(-2, -1))
+
+                h = _conv_chunked(layer.conv, h, post, chunk)
+            elif isinstance(norm, nn.GroupNorm) and norm.num_groups == norm.num_channels:
+                h = _conv_chunked(layer.conv, h, lambda y: y, chunk)
+                mean, var = _channel_stats(h, chunk)
+                scale = torch.rsqrt(var + norm.eps)
+                if norm.affine:
+                    scale = scale * norm.weight[None, :, None]
+                    shift = norm.bias[None, :, None] - mean * scale
+                else:
+                    shift = -mean * scale
+                for a in range(0, h.shape[-1], chunk):
+                    part = h[..., a : a + chunk]
+                    part.copy_(act(part * scale + shift))
+            else:
+                h = layer(h)
+        return h
 
     @classmethod
     def from_config(cls, config, do_normalize: bool = True) -> "HalloWav2Vec":
