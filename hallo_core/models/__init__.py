@@ -1,0 +1,44 @@
+"""Hallo diffusion models, checkpoint-compatible with the official ``net.pth``.
+
+Forward API (shapes for the default recipe: B=2 CFG rows, F=16 frames, latents h=w=64):
+
+    net = build_hallo_net(unet_config=None, operations=None, device=None, dtype=None)
+    load_hallo_weights(net, "hallo/net.pth")          # hallo_core.io.checkpoints, strict
+
+    # face tokens, uncond first (upstream CFG convention): [2, 4, 768]
+    face_tokens = net.imageproj(torch.cat([torch.zeros_like(emb), emb]))   # emb [1, 512]
+    # audio tokens: zeros AFTER the projection for the uncond row: [2, F, 32, 768]
+    tok = net.audioproj(window)                                # window [1, F, 5, 12, 768]
+    audio_tokens = torch.cat([torch.zeros_like(tok), tok])
+    # face-locator residual, zeros for the uncond row: [2, 320, F, h, w]
+    feat = net.face_locator(face_region)                       # [1, 3, F, 8h, 8w] (or F=1, then expand)
+    face_features = torch.cat([torch.zeros_like(feat), feat])
+
+    # reference pass, once per clip, timestep 0, latents [R, M1, M2] x 2 = [6, 4, h, w];
+    # face tokens are tiled [u, c, u, c, u, c] inside (upstream quirk, anatomy 2.2).
+    banks = net.reference_unet(ref_latents.repeat(2, 1, 1, 1), 0, face_tokens)
+    # -> dict {block name: [6, h_l*w_l, C_l]}, cast to fp16 like upstream's reader.update()
+
+    # faithful-fast path: project reference K/V once per clip, reuse for every step
+    ref = net.denoising_unet.prepare_reference(banks)         # or pass `banks` itself: plain path
+    v = net.denoising_unet(
+        torch.cat([latents, latents]),                         # [2, 4, F, h, w]
+        t,                                                     # int / 0-d / [1] / [2] tensor
+        face_tokens,                                           # [2, 4, 768]
+        reference=ref,                                         # dict (plain) or ReferenceState (fast)
+        face_features=face_features,                           # [2, 320, F, h, w] or None
+        full_masks=full, face_masks=face, lip_masks=lip,       # 4 levels each, [2F, hw_l] or [1, hw_l]
+        audio_tokens=audio_tokens,                             # [2, F, 32, 768]
+        motion_scale=(pose, face, lip),                        # or None (= plain sum)
+    )                                                          # -> [2, 4, F, h, w]
+    v = v_u + cfg * (v_c - v_u)                                # v.chunk(2)
+
+Batch rows ``0 .. num_uncond-1`` (default B//2) are unconditional: their spatial
+self-attention ignores the reference; all rows keep the motion-frame prefix.
+"""
+
+from .config import SD15_UNET_CONFIG, load_unet_config  # noqa: F401
+from .denoising_unet import DenoisingUNet, ReferenceState  # noqa: F401,E402
+from .net import HalloNet, build_hallo_net  # noqa: F401,E402
+from .projections import AudioProj, FaceLocator, ImageProj  # noqa: F401,E402
+from .reference_unet import ReferenceUNet  # noqa: F401,E402

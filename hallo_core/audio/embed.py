@@ -1,0 +1,227 @@
+"""Audio -> Hallo audio features: separation, 16 kHz, per-segment wav2vec, padding, window.
+
+Segmenting follows Hallo2's ``inference_long.py``: the input is cut into 60 s pieces at its
+own sample rate; each piece is separated, resampled, normalised and encoded on its own;
+only the last piece is zero-padded (after normalisation, in the waveform domain) so that the
+*global* frame count becomes a multiple of the clip length. ``segment_seconds=None`` gives
+Hallo v1 (the whole clip at once). See docs/deviations.md, section "Audio".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections import OrderedDict
+from pathlib import Path
+from typing import Callable, List, Optional, Union
+
+import numpy as np
+import torch
+
+from ..types import AudioFeatures
+from .loading import TARGET_RATE, AudioSource, load_audio, resample, to_mono
+from .separator import VocalSeparator
+from .wav2vec import HalloWav2Vec
+
+log = logging.getLogger(__name__)
+
+FPS = 25
+SAMPLES_PER_FRAME = TARGET_RATE // FPS  # 640
+SEGMENT_SECONDS = 60.0
+CLIP_LENGTH = 16
+
+ProgressFn = Callable[[int, int], None]
+
+
+def frames_for_samples(num_samples: int) -> int:
+    """Video frames covered by ``num_samples`` at 16 kHz: ceil(samples / 640), in integers."""
+    return -(-int(num_samples) // SAMPLES_PER_FRAME)
+
+
+class EmbeddingCache:
+    """In-memory LRU of AudioFeatures by content hash, optionally mirrored to a directory."""
+
+    def __init__(self, max_entries: int = 4, cache_dir: Optional[Union[str, os.PathLike]] = None):
+        self.max_entries = int(max_entries)
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self._items: "OrderedDict[str, AudioFeatures]" = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def _path(self, key: str) -> Optional[Path]:
+        return self.cache_dir / f"hallo_audio_{key}.safetensors" if self.cache_dir else None
+
+    def get(self, key: str) -> Optional[AudioFeatures]:
+        if key in self._items:
+            self._items.move_to_end(key)
+            self.hits += 1
+            return self._items[key]
+        path = self._path(key)
+        if path is not None and path.is_file():
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata()
+                feats = AudioFeatures(features=f.get_tensor("features"), num_frames=int(meta["num_frames"]))
+            self._remember(key, feats)
+            self.hits += 1
+            return feats
+        self.misses += 1
+        return None
+
+    def put(self, key: str, feats: AudioFeatures) -> None:
+        self._remember(key, feats)
+        path = self._path(key)
+        if path is not None:
+            from safetensors.torch import save_file
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            save_file({"features": feats.features.contiguous()}, str(tmp), metadata={"num_frames": str(feats.num_frames)})
+            os.replace(tmp, path)
+
+    def _remember(self, key: str, feats: AudioFeatures) -> None:
+        self._items[key] = feats
+        self._items.move_to_end(key)
+        while len(self._items) > max(self.max_entries, 0):
+            self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
+DEFAULT_CACHE = EmbeddingCache()
+
+
+def _content_key(wave: np.ndarray, sr: int, settings: str) -> str:
+    h = hashlib.blake2b(digest_size=20)
+    h.update(f"{wave.shape}|{sr}|{settings}".encode())
+    h.update(np.ascontiguousarray(wave).view(np.uint8))
+    return h.hexdigest()
+
+
+def _segments(num_samples: int, sr: int, segment_seconds: Optional[float]) -> List[slice]:
+    if segment_seconds is None or segment_seconds <= 0:
+        return [slice(0, num_samples)]
+    size = int(round(segment_seconds * sr))
+    return [slice(s, min(s + size, num_samples)) for s in range(0, num_samples, size)]
+
+
+def embed_audio(
+    audio: AudioSource,
+    encoder: HalloWav2Vec,
+    *,
+    sample_rate: Optional[int] = None,
+    separator: Optional[VocalSeparator] = None,
+    clip_length: int = CLIP_LENGTH,
+    segment_seconds: Optional[float] = SEGMENT_SECONDS,
+    feature_dtype: torch.dtype = torch.float32,
+    progress: Optional[ProgressFn] = None,
+    interrupt: Optional[Callable[[], None]] = None,
+    cache: Optional[EmbeddingCache] = DEFAULT_CACHE,
+) -> AudioFeatures:
+    """Compute Hallo's audio features for any audio input.
+
+    Args:
+        audio: path, ComfyUI AUDIO dict, (array, sr) tuple, or array/tensor with ``sample_rate``.
+        encoder: a loaded :class:`HalloWav2Vec`.
+        separator: vocal separator or ``None`` to use the audio as is.
+        clip_length: frames per generated clip; the features are zero-padded to a multiple
+            of it (0 disables padding).
+        segment_seconds: 60 s for Hallo2's segmenting, ``None`` for one pass (Hallo v1).
+        feature_dtype: storage dtype of the features (float16 halves memory for long audio;
+            Hallo's default fp16 pipeline casts them to fp16 anyway).
+        progress: ``progress(done, total)`` after every separation / encoding step.
+        interrupt: called before every step; raise from it to abort (ComfyUI's interrupt).
+        cache: content-hash cache (``None`` disables it).
+    Returns:
+        AudioFeatures with ``features`` [T_pad, layers, hidden] on the CPU and the unpadded
+        ``num_frames`` = ceil(samples at 16 kHz / 640).
+    """
+    wave, sr = load_audio(audio, sample_rate)
+    sep_id = separator.fingerprint if separator is not None else "none"
+    settings = f"{encoder.fingerprint}|{sep_id}|{clip_length}|{segment_seconds}|{feature_dtype}"
+    key = _content_key(wave, sr, settings) if cache is not None else None
+    if cache is not None:
+        hit = cache.get(key)
+        if hit is not None:
+            return hit
+
+    pieces = _segments(wave.shape[1], sr, segment_seconds)
+    total_steps = len(pieces) * (2 if separator is not None else 1)
+    done = 0
+
+    def step_done() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total_steps)
+
+    # Phase 1: 16 kHz mono per segment (small next to the features: 1/12 of their size at fp16).
+    mono16: List[np.ndarray] = []
+    for piece in pieces:
+        if interrupt is not None:
+            interrupt()
+        part = wave[:, piece]
+        if separator is not None:
+            vocals = separator.separate(part, sr)
+            mono16.append(resample(to_mono(vocals), separator.sample_rate, TARGET_RATE))
+            step_done()
+        else:
+            mono16.append(resample(to_mono(part), sr, TARGET_RATE))
+    del wave
+
+    frames = [frames_for_samples(len(m)) for m in mono16]
+    num_frames = sum(frames)
+    if sum(len(m) for m in mono16) == 0:
+        raise ValueError("audio is empty after resampling to 16 kHz")
+    if sum(len(m) for m in mono16) < SAMPLES_PER_FRAME:
+        raise ValueError(
+            f"audio is {sum(len(m) for m in mono16) / TARGET_RATE:.3f} s long; at least "
+            f"{SAMPLES_PER_FRAME / TARGET_RATE:.2f} s (one video frame at {FPS} fps) is needed"
+        )
+    # Pad against the global length (fixes upstream's guard, which tests only the last
+    # segment's own length).
+    pad_frames = (-num_frames) % clip_length if clip_length > 0 else 0
+    # Drop empty trailing pieces (a resampled tail can round to 0 samples).
+    while len(mono16) > 1 and len(mono16[-1]) == 0:
+        mono16.pop()
+        frames.pop()
+        total_steps -= 1
+
+    out = torch.empty(num_frames + pad_frames, encoder.num_layers, encoder.hidden_size, dtype=feature_dtype)
+    offset = 0
+    last = len(mono16) - 1
+    for i, m in enumerate(mono16):
+        if interrupt is not None:
+            interrupt()
+        x = encoder.normalize(m)
+        seq = frames[i]
+        if i == last and pad_frames:
+            x = np.concatenate([x, np.zeros(pad_frames * SAMPLES_PER_FRAME, np.float32)])
+            seq += pad_frames
+        encoder(torch.from_numpy(x), seq, out=out[offset : offset + seq])
+        offset += seq
+        mono16[i] = None  # release the segment's waveform as soon as it is encoded
+        step_done()
+    assert offset == out.shape[0]
+
+    feats = AudioFeatures(features=out, num_frames=num_frames, fps=FPS, sample_rate=TARGET_RATE)
+    if cache is not None:
+        cache.put(key, feats)
+    return feats
+
+
+def window(features: Union[AudioFeatures, torch.Tensor], start: int, count: int) -> torch.Tensor:
+    """+-2 frame context for frames ``start .. start+count-1`` -> [count, 5, layers, hidden].
+
+    Neighbours are clamped to [0, T_pad-1] of the whole (padded) sequence, as upstream's
+    ``process_audio_emb``; computing it per clip avoids holding 5x the features.
+    """
+    feats = features.features if isinstance(features, AudioFeatures) else features
+    total = feats.shape[0]
+    if start < 0 or count < 0 or start + count > total:
+        raise IndexError(f"frames {start}..{start + count} outside the {total} available")
+    idx = torch.arange(start, start + count)[:, None] + torch.arange(-2, 3)[None, :]
+    return feats[idx.clamp_(0, total - 1)]

@@ -1,0 +1,246 @@
+"""Reference-portrait preprocessing: upstream's ImageProcessor.preprocess without files.
+
+Order as upstream: landmarks and identity on the original image, masks at the original
+resolution, and only then the resizes to the working size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+from ..types import FaceData
+from .detect import DETECTOR_FILENAME, SCRFD
+from .embed import RECOGNIZER_FILENAME, ArcFace
+from .image import ImageLike, content_hash, to_rgb_uint8
+from .landmarks import TASK_FILENAME, get_landmarker
+from .masks import (SILHOUETTE_IDS, compute_masks, face_region, mask_levels, masks_from_boxes,
+                    reference_pixels)
+
+logger = logging.getLogger(__name__)
+
+EMBEDDING_DIM = 512
+
+
+class NoFaceError(ValueError):
+    """No face in the reference image (and the fallback was not asked for)."""
+
+
+@dataclass(frozen=True)
+class FaceModelPaths:
+    """The three model files the face front end can use (any may be None or missing)."""
+
+    landmarker: Optional[str] = None  # face_landmarker_v2_with_blendshapes.task
+    detector: Optional[str] = None  # scrfd_10g_bnkps.onnx
+    recognizer: Optional[str] = None  # glintr100.onnx
+
+    @classmethod
+    def from_dir(cls, models_dir: Union[str, os.PathLike]) -> "FaceModelPaths":
+        """Files in ``face_analysis/models`` (``models_dir`` may be either folder)."""
+        base = os.fspath(models_dir)
+        sub = os.path.join(base, "models")
+
+        def pick(name: str) -> str:
+            for folder in (sub, base):
+                if os.path.isfile(os.path.join(folder, name)):
+                    return os.path.join(folder, name)
+            return os.path.join(sub if os.path.isdir(sub) else base, name)
+
+        return cls(pick(TASK_FILENAME), pick(DETECTOR_FILENAME), pick(RECOGNIZER_FILENAME))
+
+    def fingerprint(self) -> tuple:
+        def one(p):
+            return (p, os.path.getmtime(p)) if p and os.path.isfile(p) else (p, None)
+
+        return one(self.landmarker), one(self.detector), one(self.recognizer)
+
+
+def _as_paths(models) -> FaceModelPaths:
+    if models is None:
+        return FaceModelPaths()
+    if isinstance(models, FaceModelPaths):
+        return models
+    return FaceModelPaths.from_dir(models)
+
+
+def _box_area(landmarks: np.ndarray) -> float:
+    pts = landmarks[list(SILHOUETTE_IDS)]
+    span = pts.max(axis=0) - pts.min(axis=0)
+    return float(span[0] * span[1])
+
+
+def _square_crop(face_box: Tuple[int, int, int, int], width: int, height: int) -> Tuple[int, int, int, int]:
+    """Largest square inside the image, centred on the face box as far as the borders allow."""
+    side = min(width, height)
+    cx = (face_box[0] + face_box[2]) / 2.0
+    cy = (face_box[1] + face_box[3]) / 2.0
+    x0 = int(min(max(round(cx - side / 2.0), 0), width - side))
+    y0 = int(min(max(round(cy - side / 2.0), 0), height - side))
+    return x0, y0, x0 + side, y0 + side
+
+
+def _identity(rgb: np.ndarray, paths: FaceModelPaths, providers, no_face: str, notes: list) -> np.ndarray:
+    """Raw ArcFace embedding of the largest SCRFD face of the original image."""
+    detector = SCRFD(paths.detector or DETECTOR_FILENAME, providers=providers)
+    dets = detector.detect(rgb)
+    if len(dets) == 0 or dets.kps is None:
+        if no_face == "error":
+            raise NoFaceError(
+                "the face detector (scrfd_10g_bnkps) found no face in the reference image; use a clearer "
+                "frontal portrait, or pass no_face='fallback' to continue with a zero identity embedding"
+            )
+        notes.append("face detector found no face: zero identity embedding (upstream's fallback)")
+        logger.warning(notes[-1])
+        return np.zeros(EMBEDDING_DIM, dtype=np.float32)
+    best = dets.largest()
+    if len(dets) > 1:
+        notes.append(f"face detector found {len(dets)} faces: using the largest for the identity")
+        logger.warning(notes[-1])
+    recognizer = ArcFace(paths.recognizer or RECOGNIZER_FILENAME, providers=providers)
+    return recognizer.embed(rgb, dets.kps[best]).astype(np.float32)
+
+
+def _prepare(rgb: np.ndarray, paths: FaceModelPaths, size: int, mode: str, face_expand_ratio: float,
+             no_face: str, providers, max_faces: int, landmark_backend: str, with_embedding: bool) -> FaceData:
+    height, width = rgb.shape[:2]
+    notes: list = []
+    landmarker = get_landmarker(paths.landmarker, max_faces=max_faces, backend=landmark_backend)
+    if landmarker.backend == "legacy":
+        notes.append(f"landmarks from mediapipe's legacy FaceMesh ({TASK_FILENAME} not found)")
+    faces = landmarker.detect(rgb)
+    landmarks = None
+    if faces:
+        areas = [_box_area(f) for f in faces]
+        landmarks = faces[int(np.argmax(areas))]
+        if len(faces) > 1:
+            notes.append(f"{len(faces)} faces found in the reference image: using the largest")
+            logger.warning(notes[-1])
+    elif no_face == "error":
+        raise NoFaceError(
+            "no face found in the reference image (mediapipe face landmarks): use a portrait with a clearly "
+            "visible face, or pass no_face='fallback' to treat the whole image as the face region"
+        )
+    else:
+        notes.append("no face landmarks: the whole image is used as the face region, with no lip region")
+        logger.warning(notes[-1])
+
+    if with_embedding:
+        emb = _identity(rgb, paths, providers, no_face, notes)
+    else:
+        emb = np.zeros(EMBEDDING_DIM, dtype=np.float32)
+        notes.append("identity embedding skipped (zeros)")
+
+    crop_box = None
+    work, lms = rgb, landmarks
+    if mode == "crop":
+        if landmarks is not None:
+            around = compute_masks(landmarks, width, height, face_expand_ratio).face_box
+        else:
+            around = (0, 0, width, height)
+        crop_box = _square_crop(around, width, height)
+        x0, y0, x1, y1 = crop_box
+        work = rgb[y0:y1, x0:x1]
+        lms = None if landmarks is None else landmarks - np.array([x0, y0], dtype=np.float64)
+    wh, ww = work.shape[:2]
+    if lms is not None:
+        ms = compute_masks(lms, ww, wh, face_expand_ratio)
+    else:
+        ms = masks_from_boxes((0, 0, ww, wh), (0, 0, 0, 0), ww, wh)
+
+    sx, sy = size / float(ww), size / float(wh)
+    fb = ms.face_box
+    face_box = (int(round(fb[0] * sx)), int(round(fb[1] * sy)), int(round(fb[2] * sx)), int(round(fb[3] * sy)))
+    return FaceData(
+        pixels=reference_pixels(work, size),
+        face_region=face_region(ms.face_mask, size),
+        face_emb=torch.from_numpy(np.ascontiguousarray(emb, dtype=np.float32)),
+        full_masks=mask_levels(ms.full, size),
+        face_masks=mask_levels(ms.face, size),
+        lip_masks=mask_levels(ms.lip, size),
+        face_box=face_box,
+        size=size,
+        crop_box=crop_box,
+        source_size=(width, height),
+        landmarks=None if landmarks is None else torch.from_numpy(landmarks.copy()),
+        notes=notes,
+    )
+
+
+_CACHE: "OrderedDict[tuple, FaceData]" = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+CACHE_SIZE = 8
+
+
+def clear_cache() -> None:
+    """Forget every cached preprocess result."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+def prepare_face(
+    image: ImageLike,
+    models: Union[str, os.PathLike, FaceModelPaths, None] = None,
+    size: int = 512,
+    mode: str = "stretch",
+    face_expand_ratio: float = 1.2,
+    no_face: str = "error",
+    providers: Optional[Sequence[str]] = None,
+    max_faces: int = 4,
+    landmark_backend: str = "auto",
+    with_embedding: bool = True,
+    use_cache: bool = True,
+) -> FaceData:
+    """Everything Hallo needs from the reference portrait.
+
+    Args:
+        image: PIL image, numpy or torch array ([H, W], [H, W, C] or ComfyUI's [1, H, W, C]),
+            RGB / RGBA / grey, uint8 or float in [0, 1]. Alpha is ignored.
+        models: the ``face_analysis`` (or ``face_analysis/models``) folder, or explicit paths.
+            Without the .task file, mediapipe's legacy FaceMesh is used when installed.
+        size: working resolution (square, a multiple of 64).
+        mode: "stretch" squashes the whole image to size x size (upstream); "crop" takes the
+            largest square centred on the face and returns its box in ``crop_box``.
+        face_expand_ratio: growth of the face box around the silhouette landmarks.
+        no_face: "error" raises NoFaceError; "fallback" goes on like upstream (zero identity
+            embedding; without landmarks the whole image is the face box).
+        providers: onnxruntime providers; None is CPU only.
+        max_faces: faces the landmarker looks for; the largest is used, with a warning.
+        with_embedding: False skips SCRFD/ArcFace and returns a zero embedding.
+        use_cache: reuse the result for the same pixels and settings (in-memory LRU).
+
+    The returned tensors are shared with the cache: do not modify them in place.
+    """
+    if mode not in ("stretch", "crop"):
+        raise ValueError(f"mode must be 'stretch' or 'crop', not {mode!r}")
+    if no_face not in ("error", "fallback"):
+        raise ValueError(f"no_face must be 'error' or 'fallback', not {no_face!r}")
+    size = int(size)
+    if size < 64 or size % 64:
+        raise ValueError(f"size must be a positive multiple of 64, got {size}")
+    rgb = to_rgb_uint8(image)
+    paths = _as_paths(models)
+    key = (content_hash(rgb), size, mode, float(face_expand_ratio), no_face, paths.fingerprint(),
+           tuple(providers or ()), int(max_faces), landmark_backend, bool(with_embedding))
+    if use_cache:
+        with _CACHE_LOCK:
+            hit = _CACHE.get(key)
+            if hit is not None:
+                _CACHE.move_to_end(key)
+                return dataclasses.replace(hit, notes=list(hit.notes))
+    data = _prepare(rgb, paths, size, mode, float(face_expand_ratio), no_face, providers,
+                    int(max_faces), landmark_backend, bool(with_embedding))
+    if use_cache:
+        with _CACHE_LOCK:
+            _CACHE[key] = data
+            while len(_CACHE) > CACHE_SIZE:
+                _CACHE.popitem(last=False)
+        data = dataclasses.replace(data, notes=list(data.notes))
+    return data

@@ -1,0 +1,109 @@
+"""Reading and converting Hallo weights (.pth via ``torch.load(weights_only=True)``, .safetensors)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Dict, Union
+
+import torch
+from torch import nn
+
+PathLike = Union[str, os.PathLike]
+
+
+class CheckpointError(RuntimeError):
+    """A weights file that cannot be read or does not match the model."""
+
+
+def load_state_dict_file(path: PathLike) -> Dict[str, torch.Tensor]:
+    """Read a state dict from ``.pth``/``.pt``/``.ckpt`` (tensors only, never arbitrary pickles) or ``.safetensors``."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"weights file not found: {p}")
+    try:
+        if p.suffix.lower() == ".safetensors":
+            from safetensors.torch import load_file
+
+            sd = load_file(str(p), device="cpu")
+        else:
+            try:
+                sd = torch.load(str(p), map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as e:
+                # legacy (non-zip) torch files cannot be memory-mapped
+                if "mmap" not in str(e):
+                    raise
+                sd = torch.load(str(p), map_location="cpu", weights_only=True)
+    except CheckpointError:
+        raise
+    except Exception as e:  # truncated zip, bad header, pickled objects, ...
+        raise CheckpointError(
+            f"cannot read weights file {p} ({type(e).__name__}: {_first_line(e)}); "
+            "the file may be truncated or corrupt: download it again"
+        ) from e
+    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict) or not all(torch.is_tensor(v) for v in sd.values()):
+        raise CheckpointError(f"{p} does not hold a plain state dict of tensors")
+    return sd
+
+
+def _first_line(e: Exception) -> str:
+    s = str(e).strip().splitlines()
+    return s[0][:300] if s else ""
+
+
+def check_state_dict(model: nn.Module, sd: Dict[str, torch.Tensor], source: str = "state dict", limit: int = 5) -> None:
+    """Raise CheckpointError naming ``source`` and the first mismatches unless keys and shapes match exactly."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    shapes = [
+        f"{k}: file {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)
+    ]
+    if not (missing or unexpected or shapes):
+        return
+    lines = [f"{source} does not match the Hallo network:"]
+    for title, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)):
+        if items:
+            more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
+            lines.append(f"  {len(items)} {title}: " + ", ".join(items[:limit]) + more)
+    raise CheckpointError("\n".join(lines))
+
+
+def load_hallo_weights(net: nn.Module, path: PathLike) -> nn.Module:
+    """Strictly load ``path`` (hallo/net.pth, hallo2/net.pth or a converted .safetensors) into ``net``.
+
+    Tensors are cast to each parameter's dtype. Works for a net built on the meta device too
+    (parameters are replaced by the loaded tensors via ``assign=True``).
+    """
+    sd = load_state_dict_file(path)
+    check_state_dict(net, sd, str(path))
+    on_meta = any(p.is_meta for p in net.parameters())
+    if on_meta:
+        own = net.state_dict()
+        sd = {k: v.to(own[k].dtype) for k, v in sd.items()}
+        net.load_state_dict(sd, strict=True, assign=True)
+    else:
+        net.load_state_dict(sd, strict=True)
+    return net
+
+
+def convert_to_safetensors(src: PathLike, dst: PathLike, dtype: torch.dtype = torch.float16) -> int:
+    """Convert a net.pth to a .safetensors file with floating tensors cast to ``dtype``; returns tensor count."""
+    from safetensors.torch import save_file
+
+    sd = load_state_dict_file(src)
+    out = {}
+    for k, v in sd.items():
+        v = v.to(dtype) if v.is_floating_point() and dtype is not None else v
+        out[k] = v.contiguous()
+    Path(dst).parent.mkdir(parents=True, exist_ok=True)
+    save_file(out, str(dst), metadata={"format": "pt", "source": Path(src).name})
+    return len(out)
+
+
+__all__ = ["CheckpointError", "load_state_dict_file", "check_state_dict", "load_hallo_weights",
+           "convert_to_safetensors"]

@@ -1,0 +1,91 @@
+"""sd-vae-ft-mse through diffusers' AutoencoderKL, with upstream Hallo's scaling.
+
+Encode uses the latent distribution *mean* (upstream never samples) times 0.18215; decode
+divides by 0.18215 and maps to [0, 1] with ``clamp(x / 2 + 0.5, 0, 1)``. Decoding is
+batched in chunks (upstream decodes one frame at a time; the result is the same up to
+float rounding because every VAE op is per-image).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+
+LATENT_SCALE = 0.18215
+
+
+def load_vae(folder: Union[str, Path], device="cpu", dtype=torch.float32):
+    """Load the official ``sd-vae-ft-mse/`` folder (config.json + weights) as AutoencoderKL."""
+    from diffusers import AutoencoderKL
+
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(
+            f"VAE config not found: {folder / 'config.json'} (expected the sd-vae-ft-mse folder "
+            "of the Hugging Face repo fudan-generative-ai/hallo)"
+        )
+    weights = [n for n in ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
+               if (folder / n).is_file()]
+    if not weights:
+        raise FileNotFoundError(
+            f"VAE weights not found in {folder}: expected diffusion_pytorch_model.safetensors or .bin"
+        )
+    vae = AutoencoderKL.from_pretrained(
+        str(folder), use_safetensors=weights[0].endswith(".safetensors"), torch_dtype=dtype
+    )
+    return vae.to(device).eval().requires_grad_(False)
+
+
+class VaeCodec:
+    """Hallo's view of the VAE: [-1, 1] pixels <-> scaled latents, [0, 1] decoded frames."""
+
+    def __init__(self, vae, decode_chunk: int = 8):
+        self.vae = vae
+        self.decode_chunk = max(1, int(decode_chunk))
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.vae.parameters()).dtype
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.vae.parameters()).device
+
+    @property
+    def scale_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @torch.no_grad()
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        """[N, 3, H, W] in [-1, 1] -> [N, 4, H/8, W/8] = latent mean * 0.18215 (VAE dtype)."""
+        x = pixels.to(device=self.device, dtype=self.dtype)
+        return self.vae.encode(x).latent_dist.mean * LATENT_SCALE
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor, chunk: Optional[int] = None) -> torch.Tensor:
+        """[N, 4, h, w] scaled latents -> [N, 3, 8h, 8w] in [0, 1], decoded ``chunk`` at a time."""
+        chunk = chunk or self.decode_chunk
+        z = (latents / LATENT_SCALE).to(device=self.device, dtype=self.dtype)
+        out = [self.vae.decode(z[i:i + chunk]).sample for i in range(0, z.shape[0], chunk)]
+        return (torch.cat(out) / 2 + 0.5).clamp(0, 1)
+
+
+def tiny_vae_config() -> dict:
+    """A small AutoencoderKL config with the sd-vae layout (8x downscale, 4 latent channels)."""
+    return {
+        "in_channels": 3, "out_channels": 3, "latent_channels": 4,
+        "down_block_types": ["DownEncoderBlock2D"] * 4,
+        "up_block_types": ["UpDecoderBlock2D"] * 4,
+        "block_out_channels": [8, 8, 16, 16], "layers_per_block": 1, "norm_num_groups": 4,
+        "sample_size": 64,
+    }
+
+
+def build_tiny_vae(seed: int = 0, dtype=torch.float32):
+    """Random-weight tiny AutoencoderKL for tests and benchmarks (never a real model)."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(seed)
+    return AutoencoderKL(**tiny_vae_config()).to(dtype).eval().requires_grad_(False)

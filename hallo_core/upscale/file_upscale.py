@@ -1,0 +1,136 @@
+"""Video file -> video file upscaling, and the ``python -m hallo_core upscale`` command.
+
+Default weight layout (upstream's ``pretrained_models/``)::
+
+    <model_dir>/hallo2/net_g.pth
+    <model_dir>/facelib/detection_Resnet50_Final.pth
+    <model_dir>/facelib/parsing_parsenet.pth
+    <model_dir>/realesrgan/RealESRGAN_x2plus.pth
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
+
+import torch
+
+from .background import Upscaler, rrdb_upscaler
+from .video_io import probe, read_frames_bgr, write_video
+from .video_upscale import SCALES, UpscaleReport, upscale_frames_bgr
+
+WEIGHT_FILES = {
+    "codeformer": "hallo2/net_g.pth",
+    "detector": "facelib/detection_Resnet50_Final.pth",
+    "parser": "facelib/parsing_parsenet.pth",
+    "bg": "realesrgan/RealESRGAN_x2plus.pth",
+}
+
+
+@dataclass
+class UpscalerModels:
+    """The four networks of the stage (``bg_upscaler`` may be None: Lanczos only)."""
+
+    codeformer: torch.nn.Module
+    detector: Any
+    parser: Optional[torch.nn.Module]
+    bg_upscaler: Optional[Upscaler]
+
+
+def load_upscaler_models(
+    model_dir: Union[str, os.PathLike] = "pretrained_models",
+    device: Optional[Union[str, torch.device]] = None,
+    fp16: bool = False,
+    bg_tile: int = 400,
+    use_bg_upscaler: bool = True,
+) -> UpscalerModels:
+    """Load the official weight files (strict, ``weights_only``) from ``model_dir``.
+
+    fp16 (CUDA only, as upstream) halves RealESRGAN; the CodeFormer stays fp32 and runs
+    under autocast when ``upscale_frames(fp16=True)``.
+    """
+    from ..io import upscaler_weights as uw
+
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    root = Path(model_dir)
+    cf = uw.load_temporal_codeformer(root / WEIGHT_FILES["codeformer"], device=device)
+    det = uw.load_retinaface(root / WEIGHT_FILES["detector"], device=device)
+    parser = uw.load_parsenet(root / WEIGHT_FILES["parser"], device=device)
+    bg = None
+    if use_bg_upscaler:
+        half = fp16 and device.type == "cuda"
+        rr = uw.load_rrdbnet_x2(root / WEIGHT_FILES["bg"], device=device,
+                                dtype=torch.float16 if half else None)
+        bg = rrdb_upscaler(rr, tile=bg_tile)
+    return UpscalerModels(cf, det, parser, bg)
+
+
+def upscale_video(
+    input_path: Union[str, os.PathLike],
+    output_path: Union[str, os.PathLike],
+    models: UpscalerModels,
+    scale: int = 2,
+    fidelity: float = 0.5,
+    crf: int = 18,
+    progress: Optional[Callable[[int, Optional[int]], None]] = None,
+    **kwargs,
+) -> UpscaleReport:
+    """Upscale a video file into an H.264 mp4 with the input's audio copied.
+
+    Streams: frames are decoded, restored and encoded window by window (RAM holds one
+    16-frame window). Every input frame is written, the last one included. ``kwargs`` go
+    to :func:`~hallo_core.upscale.video_upscale.upscale_frames_bgr` (face_upsample,
+    face_mode, missing_face, landmark_smoothing, fp16, interrupt).
+    """
+    info = probe(input_path)
+    report = UpscaleReport()
+    frames = upscale_frames_bgr(
+        read_frames_bgr(input_path), models.codeformer, models.detector, models.parser,
+        models.bg_upscaler, scale, fidelity, progress=progress, total=info.frames, report=report, **kwargs)
+    write_video(output_path, frames, info.fps, audio_from=input_path, crf=crf)
+    return report
+
+
+def add_upscale_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Options of ``python -m hallo_core upscale`` (names follow upstream's video_sr.py)."""
+    p.add_argument("-i", "--input", required=True, help="input video (any format PyAV reads)")
+    p.add_argument("-o", "--output", required=True, help="output .mp4")
+    p.add_argument("-s", "--upscale", type=int, default=2, choices=SCALES, help="output scale (default 2)")
+    p.add_argument("-w", "--fidelity_weight", type=float, default=0.5, help="CodeFormer fidelity w (default 0.5)")
+    p.add_argument("--model_dir", default="pretrained_models", help="folder with hallo2/, facelib/, realesrgan/")
+    p.add_argument("--device", default=None, help="cuda / cpu (default: cuda if available)")
+    p.add_argument("--fp16", action="store_true", help="half precision on CUDA")
+    p.add_argument("--bg_tile", type=int, default=400, help="RealESRGAN tile size (0 = no tiling)")
+    p.add_argument("--no_bg_upsampler", action="store_true", help="Lanczos-only background (not upstream)")
+    p.add_argument("--face_upsample", action="store_true", help="also RealESRGAN the restored faces")
+    p.add_argument("--face", default="last", choices=("last", "largest", "center"),
+                   help="which detected face to restore (last = upstream)")
+    p.add_argument("--missing_face", default="passthrough", choices=("passthrough", "hold"),
+                   help="frames without a face: background only, or reuse the last landmarks")
+    p.add_argument("--smooth_landmarks", type=float, default=0.0, help="temporal landmark smoothing in [0, 1)")
+    p.add_argument("--crf", type=int, default=18, help="x264 quality")
+    return p
+
+
+def run_upscale(args: argparse.Namespace) -> int:
+    """Entry point for the CLI owner: ``run_upscale(add_upscale_arguments(sub).parse_args())``."""
+    import logging
+    import sys
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    models = load_upscaler_models(args.model_dir, args.device, args.fp16, args.bg_tile,
+                                  use_bg_upscaler=not args.no_bg_upsampler)
+
+    def progress(done: int, total: Optional[int]) -> None:
+        sys.stderr.write(f"\rupscale: {done}/{total or '?'} frames")
+        sys.stderr.flush()
+
+    report = upscale_video(args.input, args.output, models, args.upscale, args.fidelity_weight, crf=args.crf,
+                           progress=progress, face_upsample=args.face_upsample, face_mode=args.face,
+                           missing_face=args.missing_face, landmark_smoothing=args.smooth_landmarks,
+                           fp16=args.fp16)
+    sys.stderr.write(f"\nwrote {report.frames} frames to {args.output} ({report.faceless} without a face)\n")
+    return 0
