@@ -2,7 +2,6 @@
 import math
 
 import numpy as np
-import pytest
 import torch
 
 from hallo_core.models.upscaler import RetinaFace, decode, decode_landm, detect_faces, nms, prior_boxes
