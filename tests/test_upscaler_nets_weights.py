@@ -90,7 +90,7 @@ class _Evil:
 def test_refuses_pickled_code(tmp_path):
     path = tmp_path / "evil.pth"
     with open(path, "wb") as fh:
-        pickle.dump({"x": _Evil()}, fh)
+        pickle.dump({"x": _Evil()}, fh, protocol=2)
     with pytest.raises(UpscalerWeightsError, match="evil.pth"):
         load_parsenet(path, **TINY_PN)
 
