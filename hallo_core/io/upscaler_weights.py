@@ -7,7 +7,8 @@
 | facelib/parsing_parsenet.pth           | bare state dict                    | none                     |
 | realesrgan/RealESRGAN_x2plus.pth       | ``params_ema``, else ``params``    | none                     |
 
-Every file is read with ``torch.load(weights_only=True)``; the model is built on the meta device
+Each loader builds the released configuration; ``**config`` overrides constructor arguments (tests use
+tiny configs). Every file is read with ``torch.load(weights_only=True)``; the model is built on the meta device
 and the tensors are assigned, so nothing is allocated twice. Any missing/unexpected key or shape
 mismatch raises :class:`UpscalerWeightsError` naming the file and the first mismatches.
 """
@@ -92,7 +93,8 @@ def _load(build: Callable[[], nn.Module], sd: Mapping[str, torch.Tensor], path: 
 
 
 def load_temporal_codeformer(path: str | os.PathLike, device: Optional[torch.device] = None,
-                             dtype: Optional[torch.dtype] = None, operations: Any = None) -> TemporalCodeFormer:
+                             dtype: Optional[torch.dtype] = None, operations: Any = None,
+                             **config: Any) -> TemporalCodeFormer:
     """``hallo2/net_g.pth`` -> eval :class:`TemporalCodeFormer` (key ``params_ema``, strict).
 
     Upstream loads with strict=False but asserts no unexpected keys; the released file has no
@@ -100,28 +102,28 @@ def load_temporal_codeformer(path: str | os.PathLike, device: Optional[torch.dev
     """
     path = os.fspath(path)
     sd = select_state_dict(read_weight_file(path), path, ("params_ema",))
-    return _load(lambda: TemporalCodeFormer(operations=operations), sd, path, device, dtype)
+    return _load(lambda: TemporalCodeFormer(operations=operations, **config), sd, path, device, dtype)
 
 
 def load_retinaface(path: str | os.PathLike, device: Optional[torch.device] = None,
-                    dtype: Optional[torch.dtype] = None, operations: Any = None) -> RetinaFace:
+                    dtype: Optional[torch.dtype] = None, operations: Any = None, **config: Any) -> RetinaFace:
     """``facelib/detection_Resnet50_Final.pth`` (bare dict, ``module.`` prefix stripped as upstream)."""
     path = os.fspath(path)
     sd = strip_prefix(select_state_dict(read_weight_file(path), path))
-    return _load(lambda: RetinaFace(operations=operations), sd, path, device, dtype)
+    return _load(lambda: RetinaFace(operations=operations, **config), sd, path, device, dtype)
 
 
 def load_parsenet(path: str | os.PathLike, device: Optional[torch.device] = None,
-                  dtype: Optional[torch.dtype] = None, operations: Any = None) -> ParseNet:
+                  dtype: Optional[torch.dtype] = None, operations: Any = None, **config: Any) -> ParseNet:
     """``facelib/parsing_parsenet.pth`` (bare dict, no prefix handling)."""
     path = os.fspath(path)
     sd = select_state_dict(read_weight_file(path), path)
-    return _load(lambda: ParseNet(operations=operations), sd, path, device, dtype)
+    return _load(lambda: ParseNet(operations=operations, **config), sd, path, device, dtype)
 
 
 def load_rrdbnet_x2(path: str | os.PathLike, device: Optional[torch.device] = None,
-                    dtype: Optional[torch.dtype] = None, operations: Any = None) -> RRDBNet:
+                    dtype: Optional[torch.dtype] = None, operations: Any = None, **config: Any) -> RRDBNet:
     """``RealESRGAN_x2plus.pth`` (``params_ema`` if present, else ``params``) -> RRDBNet x2."""
     path = os.fspath(path)
     sd = select_state_dict(read_weight_file(path), path, ("params_ema", "params"))
-    return _load(lambda: RRDBNet(scale=2, operations=operations), sd, path, device, dtype)
+    return _load(lambda: RRDBNet(**{"scale": 2, **config}, operations=operations), sd, path, device, dtype)

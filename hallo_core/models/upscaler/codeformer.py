@@ -91,7 +91,7 @@ class Upsample(nn.Module):
 
 class Encoder(nn.Module):
     """``blocks`` as in the checkpoint; ``taps[res]`` is the block index whose output is the skip
-    feature at resolution ``res`` (last block before each downsample; 18 for the 16x16 level)."""
+    feature at resolution ``res`` (the last block before each downsample)."""
 
     def __init__(self, img_size: int, nf: int, ch_mult: Sequence[int], res_blocks: int,
                  attn_resolutions: Sequence[int], emb_dim: int, ops: Any, groups: int) -> None:

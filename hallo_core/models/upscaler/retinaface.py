@@ -193,7 +193,7 @@ def decode_landm(pre: torch.Tensor, priors: torch.Tensor, variances: Sequence[fl
 
 
 def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
-    """Greedy NMS with torchvision.ops.nms semantics (areas without +1, suppress IoU > threshold).
+    """Greedy NMS with torchvision.ops.nms semantics (float32 boxes, areas without +1, IoU > threshold).
 
     Returns kept indices in descending score order (stable for equal scores).
     """
@@ -215,7 +215,8 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torc
         h = (torch.minimum(y2[i], y2[rest]) - torch.maximum(y1[i], y1[rest])).clamp(min=0)
         inter = w * h
         iou = inter / (areas[i] + areas[rest] - inter)
-        suppressed[pos + 1:] |= iou > iou_threshold
+        # float32 IoU compared in double, as torchvision's kernel does (matters at IoU == threshold)
+        suppressed[pos + 1:] |= iou.double() > iou_threshold
     return torch.tensor(keep, dtype=torch.long)
 
 
