@@ -22,7 +22,7 @@ import pytest
 COMFYUI_PATH = os.environ.get("COMFYUI_PATH")
 if not COMFYUI_PATH:
     pytest.skip("COMFYUI_PATH is not set: the ComfyUI integration tests need a ComfyUI >= 0.8.0 checkout "
-                "with its requirements installed (see README, 'Testing inside ComfyUI')", allow_module_level=True)
+                "with its requirements installed (see docs/comfyui.md, 'Testing inside ComfyUI')", allow_module_level=True)
 if not (Path(COMFYUI_PATH) / "main.py").is_file():
     pytest.skip(f"COMFYUI_PATH={COMFYUI_PATH} has no main.py", allow_module_level=True)
 
