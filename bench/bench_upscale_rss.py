@@ -28,6 +28,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=64)
     ap.add_argument("--scale", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--every", type=int, default=8, help="print progress + peak RSS every N frames")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -54,6 +55,9 @@ def main() -> None:
     for out in upscale_frames_bgr(frames(), scale=args.scale, report=report, **nets):
         n += 1
         checksum += int(out[::97, ::89].sum())
+        if args.every and n % args.every == 0:
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            print(f"  {n} frames, {time.time() - t0:.0f}s, peak_rss so far {rss:.0f}MiB", flush=True)
     dt = time.time() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"frames={n} scale=x{args.scale} out={out.shape[1]}x{out.shape[0]} windows={report.windows} "
