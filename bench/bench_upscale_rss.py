@@ -7,6 +7,9 @@ Each run is its own process (peak RSS = ru_maxrss of this process). Frames are 5
 generated lazily; outputs are consumed and dropped as a video writer would. The networks
 are reduced-width random models (the same code paths as the released ones, far less compute),
 so the figure measures the pipeline's buffering, not the weights' footprint.
+
+Measured (2026-11-21, shared 2-core CPU, tiny nets, x4 -> 2048x2048, one 64-frame run):
+peak RSS 913 MiB after 16 frames, 914 MiB after 64 frames (325 MiB after model setup).
 """
 
 from __future__ import annotations
