@@ -12,11 +12,14 @@ fp16), so RSS growth from clip 50 to the end should stay flat; run this script w
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 
-import psutil
-import torch
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import psutil  # noqa: E402
+import torch  # noqa: E402
 
 from hallo_core.io.vae import VaeCodec, build_tiny_vae
 from hallo_core.io.video import Mp4Sink, read_video

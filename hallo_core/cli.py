@@ -76,8 +76,12 @@ def _generate(a) -> int:
     dtype = DTYPES[a.dtype] if a.dtype else (torch.float16 if device.type == "cuda" else torch.float32)
 
     # front ends (other modules of the package; imported only when needed)
-    from .audio import HalloWav2Vec, embed_audio, load_audio, load_separator
-    from .face import prepare_face
+    try:
+        from .audio import HalloWav2Vec, embed_audio, load_audio, load_separator
+        from .face import prepare_face
+    except ImportError as e:  # the front ends live in hallo_core.audio / hallo_core.face
+        print(f"the audio/face front ends are not available: {e}", file=sys.stderr)
+        return 3
 
     face = prepare_face(a.image, models.require("face_analysis").parent, size=a.size)
     for note in face.notes:

@@ -103,4 +103,6 @@ def test_streaming_mp4_after_interrupt_and_resume(parts, tmp_path):
     assert n / 25 <= audio_s <= n / 25 + 0.13
     ref = MemorySink()
     generate(net, vae, face, audio, settings(), sink=ref)
-    assert (frames.float() - ref.frames().float()).abs().mean() < 6  # H.264 of the same frames
+    # H.264 (QP 20, 4:2:0) of the same frames: the random model's output is mostly
+    # high-frequency noise, measured ~11 levels mean error; unrelated frames are ~40+
+    assert (frames.float() - ref.frames().float()).abs().mean() < 20
