@@ -45,7 +45,8 @@ def main() -> None:
     enc = torch.randn(2, 4, 64)
     masks = [[torch.rand(1, (s >> lv) ** 2) for lv in range(4)] for _ in range(3)]
     kw = dict(full_masks=masks[0], face_masks=masks[1], lip_masks=masks[2],
-              audio_tokens=torch.randn(2, f, 32, 768), face_features=torch.randn(2, cfg["block_out_channels"][0], f, s, s),
+              audio_tokens=torch.randn(2, f, 32, 768),
+              face_features=torch.randn(2, cfg["block_out_channels"][0], f, s, s),
               motion_scale=(1.0, 1.0, 1.0))
     latents = torch.randn(1, 4, f, s, s)
     timesteps = torch.linspace(999, 24, args.steps).long()

@@ -42,7 +42,8 @@ def test_load_into_meta_built_model(trained, saved):
         net = TinyParts()
     load_hallo_weights(net, saved)
     assert not any(p.is_meta for p in net.parameters())
-    assert torch.equal(net.state_dict()["denoising_unet.conv_in.weight"], trained.state_dict()["denoising_unet.conv_in.weight"])
+    key = "denoising_unet.conv_in.weight"
+    assert torch.equal(net.state_dict()[key], trained.state_dict()[key])
 
 
 def test_convert_to_fp16_safetensors(trained, saved, tmp_path):

@@ -155,8 +155,9 @@ def test_positional_encoding_table():
     pe = sinusoidal_pe(64, 32)
     assert pe.shape == (1, 32, 64)
     pos, i = 5, 6
-    assert pe[0, pos, 2 * i].item() == pytest.approx(torch.sin(torch.tensor(pos * 10000 ** (-2 * i / 64))).item(), abs=1e-6)
-    assert pe[0, pos, 2 * i + 1].item() == pytest.approx(torch.cos(torch.tensor(pos * 10000 ** (-2 * i / 64))).item(), abs=1e-6)
+    angle = torch.tensor(pos * 10000 ** (-2 * i / 64))
+    assert pe[0, pos, 2 * i].item() == pytest.approx(torch.sin(angle).item(), abs=1e-6)
+    assert pe[0, pos, 2 * i + 1].item() == pytest.approx(torch.cos(angle).item(), abs=1e-6)
     assert "pos_encoder.pe" in next(k for k in TinyParts().state_dict() if k.endswith("pos_encoder.pe"))
 
 
