@@ -64,12 +64,34 @@ class VaeCodec:
         return self.vae.encode(x).latent_dist.mean * LATENT_SCALE
 
     @torch.no_grad()
-    def decode(self, latents: torch.Tensor, chunk: Optional[int] = None) -> torch.Tensor:
-        """[N, 4, h, w] scaled latents -> [N, 3, 8h, 8w] in [0, 1], decoded ``chunk`` at a time."""
+    def decode(self, latents: torch.Tensor, chunk: Optional[int] = None,
+               low_memory: bool = False) -> torch.Tensor:
+        """[N, 4, h, w] scaled latents -> [N, 3, 8h, 8w] in [0, 1], decoded ``chunk`` at a time.
+
+        ``low_memory`` turns on diffusers' sliced decoding. On a CUDA out-of-memory error the
+        decode is retried one frame at a time with slicing and tiling (tiling blends
+        overlapping tiles, so frames larger than the VAE's tile size change slightly; at
+        512 px and below it does nothing).
+        """
         chunk = chunk or self.decode_chunk
         z = (latents / LATENT_SCALE).to(device=self.device, dtype=self.dtype)
-        out = [self.vae.decode(z[i:i + chunk]).sample for i in range(0, z.shape[0], chunk)]
+        if low_memory:
+            self._set_low_memory(tiling=False)
+        try:
+            out = [self.vae.decode(z[i:i + chunk]).sample for i in range(0, z.shape[0], chunk)]
+        except torch.cuda.OutOfMemoryError:
+            out = None  # leave the except block so the failed attempt's tensors are freed
+        if out is None:
+            torch.cuda.empty_cache()
+            self._set_low_memory(tiling=True)
+            out = [self.vae.decode(z[i:i + 1]).sample for i in range(z.shape[0])]
         return (torch.cat(out) / 2 + 0.5).clamp(0, 1)
+
+    def _set_low_memory(self, tiling: bool) -> None:
+        for name in ("enable_slicing",) + (("enable_tiling",) if tiling else ()):
+            fn = getattr(self.vae, name, None)
+            if fn is not None:
+                fn()
 
 
 def tiny_vae_config() -> dict:

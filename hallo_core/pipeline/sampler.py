@@ -9,8 +9,9 @@ tiles the face tokens ``[u, c] x 3`` like upstream), the audio tokens
 dtype, then ``steps`` DDIM steps with ``v = v_u + g (v_c - v_u)`` and a batched decode.
 
 ``fast=True`` (default) is the faithful-fast path: identical math, only work that upstream
-repeats is done once (face locator on one frame then broadcast, reference latent cached,
-reference K/V projected once per clip). ``fast=False`` keeps the plain upstream structure.
+repeats is done once (face locator on one frame then broadcast, reference latent and the
+reference-image items of the reference pass cached per video, reference K/V projected once
+per clip; see speed.py). ``fast=False`` keeps the plain upstream structure.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 from ..io.vae import VaeCodec
 from ..types import FaceData
 from .scheduler import make_scheduler, step_kwargs
+from .speed import offloaded, reference_banks, reference_image_banks
 
 
 @dataclass
@@ -38,6 +40,8 @@ class SamplerSettings:
     cfg_steps: Optional[int] = None  # fast mode: CFG only on the first N steps (None = all)
     fast: bool = True  # faithful-fast precomputation (same output up to float rounding)
     decode_chunk: int = 8
+    offload_reference: bool = False  # memory: reference UNet on the CPU between passes (CUDA)
+    low_vram: bool = False  # memory: offload + VAE slicing, decode one frame at a time
 
     @property
     def motion_scale(self) -> Tuple[float, float, float]:
@@ -55,6 +59,7 @@ class VideoContext:
     masks: Tuple[List[torch.Tensor], List[torch.Tensor], List[torch.Tensor]]  # full, face, lip
     frames: int
     ref_latent: Optional[torch.Tensor] = None  # [1, 4, h, w] (fast path only)
+    ref_banks: Optional[dict] = None  # reference-image banks (R.u, R.c), fast path, made lazily
     notes: list = field(default_factory=list)
 
 
@@ -138,15 +143,21 @@ def sample_clip(
     s = ctx.ref_pixels.shape[-1] // vae.scale_factor
     latents = draw_initial_noise(generator, frames, (s, s), dt, dev) * scheduler.init_noise_sigma
 
+    do_cfg = settings.cfg > 1.0
+    offload = settings.offload_reference or settings.low_vram
     if ctx.ref_latent is not None:
-        ref_latents = torch.cat([ctx.ref_latent, vae.encode(motion_pixels)])
+        # faithful-fast: reference-image items once per video, motion items per clip
+        if ctx.ref_banks is None:
+            ctx.ref_banks = reference_image_banks(net, ctx.ref_latent, ctx.face_tokens, offload)
+        banks = reference_banks(net, ctx.ref_banks, vae.encode(motion_pixels), ctx.face_tokens,
+                                do_cfg, offload)
     else:
         ref_latents = vae.encode(torch.cat([ctx.ref_pixels, motion_pixels.float()]))
-    do_cfg = settings.cfg > 1.0
-    if do_cfg:
-        banks = net.reference_unet(ref_latents.to(dt).repeat(2, 1, 1, 1), 0, ctx.face_tokens)
-    else:  # batch 1: [R, M1, M2] with the conditional face tokens only
-        banks = net.reference_unet(ref_latents.to(dt), 0, ctx.face_tokens[1:])
+        with offloaded(net.reference_unet, dev, offload) as ref:
+            if do_cfg:
+                banks = ref(ref_latents.to(dt).repeat(2, 1, 1, 1), 0, ctx.face_tokens)
+            else:  # batch 1: [R, M1, M2] with the conditional face tokens only
+                banks = ref(ref_latents.to(dt), 0, ctx.face_tokens[1:])
     tok = net.audioproj(window[None].to(dev, dt))
     audio_tokens = torch.cat([torch.zeros_like(tok), tok])
     ms = settings.motion_scale
@@ -182,4 +193,5 @@ def sample_clip(
             on_step(i, n)
 
     z = latents[0].transpose(0, 1)  # [F, 4, h, w]
-    return vae.decode(z, settings.decode_chunk).float()
+    return vae.decode(z, 1 if settings.low_vram else settings.decode_chunk,
+                      low_memory=settings.low_vram).float()
