@@ -21,3 +21,12 @@ def reference_dir():
     if not REFERENCE.is_dir():
         pytest.skip(f"checkpoint manifests not found at {REFERENCE} (../shared is absent)")
     return REFERENCE
+
+
+@pytest.fixture
+def offline_landmarks():
+    from tests.landmarks_env import offline_landmarks_skip_reason
+
+    reason = offline_landmarks_skip_reason()
+    if reason:
+        pytest.skip(reason)

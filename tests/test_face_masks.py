@@ -14,6 +14,7 @@ from PIL import Image
 
 from hallo_core.face.image import to_rgb_uint8
 from hallo_core.face.landmarks import NUM_LANDMARKS, get_landmarker
+from tests.landmarks_env import offline_landmarks_skip_reason
 from hallo_core.face.masks import (LIP_IDS, SILHOUETTE_IDS, compute_masks, expand_region, face_region,
                                    mask_levels, masks_from_boxes, reference_pixels)
 
@@ -26,7 +27,9 @@ def _load(fixtures_dir, name):
 
 @pytest.fixture(scope="module")
 def landmarker():
-    pytest.importorskip("mediapipe")
+    reason = offline_landmarks_skip_reason()
+    if reason:
+        pytest.skip(reason)
     return get_landmarker(None, max_faces=4)
 
 

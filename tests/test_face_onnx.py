@@ -292,7 +292,7 @@ def _located_detector(path, cell_xy, box=(3, 3, 3, 3), kps_off=(-1, -0.5, 1, -0.
                        {s: np.zeros((20, 3)) for s in STRIDES}, {s: list(kps_off) * 2 for s in STRIDES}, extra32=extra)
 
 
-def test_prepare_face_identity(tmp_path, fixtures_dir):
+def test_prepare_face_identity(tmp_path, fixtures_dir, offline_landmarks):
     pytest.importorskip("mediapipe")
     models = tmp_path / "face_analysis" / "models"
     models.mkdir(parents=True)
