@@ -1,4 +1,4 @@
-"""Headless command line: ``python -m hallo_core generate|convert|download``."""
+"""Headless command line: ``python -m hallo_core generate|upscale|convert|download``."""
 
 from __future__ import annotations
 
@@ -18,37 +18,47 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m hallo_core", description="Hallo / Hallo2 portrait animation")
     sub = p.add_subparsers(dest="cmd", required=True)
 
-    g = sub.add_parser("generate", help="animate a portrait from an audio file into an mp4")
+    g = sub.add_parser("generate", help="animate a portrait from an audio file into an mp4",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     g.add_argument("--models", required=True, help="models folder in the official Hugging Face layout")
-    g.add_argument("--image", required=True)
-    g.add_argument("--audio", required=True)
+    g.add_argument("--image", required=True, help="reference portrait (any image PIL reads)")
+    g.add_argument("--audio", required=True, help="speech audio (wav/mp3/... via PyAV); sets the length")
     g.add_argument("--out", required=True, help="output .mp4 (H.264 + the original audio)")
-    g.add_argument("--steps", type=int, default=40)
-    g.add_argument("--cfg", type=float, default=3.5)
-    g.add_argument("--seed", type=int, default=42)
-    g.add_argument("--pose-weight", type=float, default=1.0)
-    g.add_argument("--face-weight", type=float, default=1.0)
-    g.add_argument("--lip-weight", type=float, default=1.0)
+    g.add_argument("--steps", type=int, default=40, help="denoising steps per clip")
+    g.add_argument("--cfg", type=float, default=3.5, help="classifier-free guidance scale")
+    g.add_argument("--seed", type=int, default=42, help="same seed + device = same video")
+    g.add_argument("--pose-weight", type=float, default=1.0, help="audio-driven head motion")
+    g.add_argument("--face-weight", type=float, default=1.0, help="audio-driven expression")
+    g.add_argument("--lip-weight", type=float, default=1.0, help="audio-driven lip motion")
     g.add_argument("--size", type=int, default=512, help="square working size (multiple of 64)")
-    g.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    g.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
     g.add_argument("--dtype", choices=sorted(DTYPES), default=None,
-                   help="fp16 on CUDA (upstream's default), fp32 on CPU")
+                   help="default: fp16 on CUDA (upstream's), fp32 on CPU")
     g.add_argument("--hallo2", action="store_true", help="Hallo2 weights + motion-frame drop")
     g.add_argument("--mask-rate", type=float, default=0.25, help="Hallo2 drop rate (0 = plain Hallo chaining)")
-    g.add_argument("--resume", action="store_true", help="continue from OUT.mp4.resume.pt")
+    g.add_argument("--resume", action="store_true", help="continue an interrupted run from OUT.mp4.resume.pt (same inputs and settings)")
     g.add_argument("--scheduler", choices=SCHEDULER_NAMES, default="ddim",
                    help="ddim is faithful; the others are a fast mode (not bit-faithful)")
     g.add_argument("--cfg-steps", type=int, default=None, help="fast mode: CFG only on the first N steps")
-    g.add_argument("--no-separator", action="store_true", help="skip vocal separation")
+    g.add_argument("--no-separator", action="store_true", help="skip vocal separation (also skipped, with a warning, when audio_separator/ is absent)")
     g.add_argument("--download", action="store_true", help="fetch missing official weights first")
 
-    c = sub.add_parser("convert", help="convert net.pth to fp16 safetensors")
-    c.add_argument("src")
-    c.add_argument("dst")
+    u = sub.add_parser("upscale", help="Hallo2 temporal face restoration + background upscaling of a video",
+                       description="Upscale a video (e.g. generate's 512 px output) with Hallo2's temporal "
+                                   "CodeFormer and RealESRGAN x2; the input's audio is copied.")
+    from .upscale.file_upscale import add_upscale_arguments
+
+    add_upscale_arguments(u)
+
+    c = sub.add_parser("convert", help="convert net.pth to fp16 safetensors",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    c.add_argument("src", help="hallo/net.pth or hallo2/net.pth")
+    c.add_argument("dst", help="output .safetensors")
     c.add_argument("--dtype", choices=sorted(DTYPES), default="fp16")
 
-    d = sub.add_parser("download", help="fetch the official weights from Hugging Face")
-    d.add_argument("--models", required=True)
+    d = sub.add_parser("download", help="fetch the official weights from Hugging Face",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    d.add_argument("--models", required=True, help="models folder to fill (official layout)")
     d.add_argument("--which", nargs="+", default=["hallo"],
                    help="bundles (hallo, hallo2, hallo2-4k) or components")
     return p
@@ -83,7 +93,11 @@ def _generate(a) -> int:
         print(f"the audio/face front ends are not available: {e}", file=sys.stderr)
         return 3
 
-    face = prepare_face(a.image, models.require("face_analysis").parent, size=a.size)
+    from PIL import Image
+
+    with Image.open(a.image) as im:  # prepare_face takes pixels, not a path
+        image = im.convert("RGB")
+    face = prepare_face(image, models.require("face_analysis").parent, size=a.size)
     for note in face.notes:
         print("face:", note, file=sys.stderr)
     encoder = HalloWav2Vec.from_pretrained(models.require("wav2vec"), device=device)
@@ -113,8 +127,13 @@ def _generate(a) -> int:
 
     sink = Mp4Sink(a.out, wave, sr)
     out = Path(a.out)
-    result = generate(net, vae, face, audio, settings, sink=sink, checkpoint=checkpoint_path_for(out),
-                      resume=a.resume, callback=progress, model_id=str(models.net(a.hallo2).name))
+    try:
+        result = generate(net, vae, face, audio, settings, sink=sink, checkpoint=checkpoint_path_for(out),
+                          resume=a.resume, callback=progress, model_id=str(models.net(a.hallo2).name))
+    except ValueError as e:  # e.g. a resume checkpoint written for other inputs: say so, no traceback
+        bar.close()
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     bar.close()
     print(f"wrote {out} ({result.frames_written} frames, {result.seconds:.1f} s)")
     return 0
@@ -124,6 +143,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     a = _parser().parse_args(argv)
     if a.cmd == "generate":
         return _generate(a)
+    if a.cmd == "upscale":
+        from .upscale.file_upscale import run_upscale
+
+        return run_upscale(a)
     if a.cmd == "convert":
         from .io.checkpoints import convert_to_safetensors
 

@@ -115,8 +115,12 @@ class Mp4Sink(FrameSink):
                 "x264-params": "scenecut=0:keyint=100000:min-keyint=1"}
 
     def _new_container(self):
+        # make_non_negative: with the default, the shift for the AAC priming is decided only when
+        # the first audio packet arrives, after video frame 0 is on disk, so frames 1.. came out
+        # 23 ms late (frame 0 lasted 63 ms and the average rate read 24.5 fps).
         return av.open(str(self.path), "w", format="mp4", options={
-            "movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1"})
+            "movflags": "frag_keyframe+empty_moov+default_base_moof", "flush_packets": "1",
+            "avoid_negative_ts": "make_non_negative"})
 
     def open(self, width, height, fps, start_frame=0):
         self.fps = int(fps)
