@@ -240,7 +240,7 @@ class Reference:
 
     face: Any  # hallo_core.types.FaceData
     ref_latent: torch.Tensor  # [1, 4, h, w] scaled latent on the intermediate device
-    state: Any = None  # whatever hallo_core returns for the per-video reference pass
+    context: Any = None  # hallo_core VideoContext (reference banks etc.) on the intermediate device
     size: int = 512
 
 
@@ -262,9 +262,9 @@ class ManagedCodec:
         load_gpu([self.patcher], full=True)
         return self.codec.encode(pixels.to(self.codec.device, self.codec.dtype))
 
-    def decode(self, latents, chunk=None):
+    def decode(self, latents, chunk=None, low_memory=False):
         load_gpu([self.patcher], full=True)
-        return self.codec.decode(latents, chunk)
+        return self.codec.decode(latents, chunk, low_memory=low_memory)
 
 
 def vae_codec(vae):

@@ -94,8 +94,12 @@ class ComfyVaeCodec:
         return self.vae.encode(img) * LATENT_SCALE
 
     @torch.no_grad()
-    def decode(self, latents: torch.Tensor, chunk: Optional[int] = None) -> torch.Tensor:
-        """[N, 4, h, w] scaled latents -> [N, 3, 8h, 8w] in [0, 1]."""
+    def decode(self, latents: torch.Tensor, chunk: Optional[int] = None, low_memory: bool = False) -> torch.Tensor:
+        """[N, 4, h, w] scaled latents -> [N, 3, 8h, 8w] in [0, 1].
+
+        ``chunk`` / ``low_memory`` are hallo_core's codec arguments; core ``VAE.decode`` batches by
+        free memory itself, so they are accepted and left to it.
+        """
         out = self.vae.decode((latents.float() / LATENT_SCALE).cpu())
         return out.reshape(-1, *out.shape[-3:]).permute(0, 3, 1, 2).float()
 
@@ -151,11 +155,32 @@ def generation_settings(**kw):
 
 
 def generate(net, codec, face, audio, settings, sink, checkpoint=None, resume=False, callback=None,
-             should_stop=None, model_id: str = ""):
-    """hallo_core's clip loop (Hallo chaining / Hallo2 motion-frame drop, streaming sink, resume)."""
+             should_stop=None, model_id: str = "", context=None):
+    """hallo_core's clip loop (Hallo chaining / Hallo2 motion-frame drop, streaming sink, resume).
+
+    ``context`` is a ``prepare_context`` result for the same net/VAE/face (hallo_core checks it).
+    """
     fn = _entry("hallo_core.pipeline.generate", "generate")
     return fn(net, codec, face, audio, settings, sink, checkpoint=checkpoint, resume=resume, callback=callback,
-              should_stop=should_stop, model_id=model_id)
+              should_stop=should_stop, model_id=model_id, context=context)
+
+
+def prepare_context(net, codec, face, device=None):
+    """The per-video reference pass for the Reference node: face tokens, face-locator features, masks,
+    reference latent and the reference UNet's reference-image banks (faithful-fast path, 16-frame clips).
+
+    Computed on the model's device, then kept on ``device`` (ComfyUI's intermediate device) between nodes.
+    """
+    settings = generation_settings()  # fast=True, clip_frames=16: what the samplers use
+    ctx = _entry("hallo_core.pipeline.generate", "prepare_context")(net, codec, face, settings)
+    return ctx.to(device) if device is not None else ctx
+
+
+def context_for(reference, fast: bool):
+    """The prepared context to hand to ``generate``: the Reference node's, on the fast path only
+    (the plain upstream-structured path, ``fast=False``, builds its own)."""
+    ctx = getattr(reference, "context", None)
+    return ctx if (fast and ctx is not None) else None
 
 
 def checkpoint_path_for(output: str) -> str:

@@ -49,6 +49,7 @@ class HalloLongVideo(io.ComfyNode):
                 io.Boolean.Input("resume", default=False,
                                  tooltip="File mode: continue an interrupted run of the same inputs from its "
                                          "last finished clip (same frames as an uninterrupted run)."),
+            ] + sampler.speed_inputs() + [
                 io.Audio.Input("audio", optional=True,
                                tooltip="The audio to mux into the file (file mode) and into the VIDEO output. "
                                        "Use the 'audio' output of Hallo Audio Embeds."),
@@ -65,8 +66,8 @@ class HalloLongVideo(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, steps, cfg, mask_rate, filename_prefix) -> bool | str:
-        ok = sampler.check_sampling(steps, cfg)
+    def validate_inputs(cls, steps, cfg, mask_rate, filename_prefix, cfg_steps=0) -> bool | str:
+        ok = sampler.check_sampling(steps, cfg, cfg_steps)
         if ok is not True:
             return ok
         if mask_rate is not None and not 0.0 <= float(mask_rate) < 1.0:
@@ -78,7 +79,9 @@ class HalloLongVideo(io.ComfyNode):
 
     @classmethod
     def execute(cls, hallo_model, vae, reference, audio_embeds, seed, steps, cfg, pose_weight, face_weight,
-                lip_weight, scheduler, mask_rate, output_mode, filename_prefix, resume, audio=None) -> io.NodeOutput:
+                lip_weight, scheduler, mask_rate, output_mode, filename_prefix, resume, audio=None, fast=True,
+                cfg_steps=0, low_vram=False) -> io.NodeOutput:
+        speed = dict(fast=fast, cfg_steps=cfg_steps, low_vram=low_vram)
         node_id = cls.hidden.unique_id if cls.hidden is not None else None
         fps = float(getattr(audio_embeds, "fps", 25))
         n = int(audio_embeds.num_frames)
@@ -86,7 +89,7 @@ class HalloLongVideo(io.ComfyNode):
         if output_mode == "image":
             sink = engine.memory_sink()
             sampler.run(node_id, hallo_model, vae, reference, audio_embeds, seed, steps, cfg, pose_weight,
-                        face_weight, lip_weight, scheduler, sink, mask_rate=mask_rate)
+                        face_weight, lip_weight, scheduler, sink, mask_rate=mask_rate, **speed)
             images = sink.images()[:n].to(C.out_device())
             video = InputImpl.VideoFromComponents(
                 Types.VideoComponents(images=images, audio=fitted, frame_rate=Fraction(fps).limit_denominator(1000)))
@@ -110,7 +113,7 @@ class HalloLongVideo(io.ComfyNode):
         # finished clip, and the checkpoint next to it lets a re-run with resume continue.
         sampler.run(node_id, hallo_model, vae, reference, audio_embeds, seed, steps, cfg, pose_weight,
                     face_weight, lip_weight, scheduler, _Tail(), mask_rate=mask_rate,
-                    checkpoint=engine.checkpoint_path_for(path) if resume else None, resume=bool(resume))
+                    checkpoint=engine.checkpoint_path_for(path) if resume else None, resume=bool(resume), **speed)
         image = convert.frames_to_image(last["f"]) if "f" in last else convert.frames_to_image(
             reference.face.pixels.unsqueeze(0), "-1_1")
         video = InputImpl.VideoFromFile(path)

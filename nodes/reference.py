@@ -21,7 +21,9 @@ class HalloReference(io.ComfyNode):
             display_name="Hallo Reference Encode",
             category=f"{C.CATEGORY}/sampling",
             description="Encodes the portrait for the ReferenceNet: the reference latent (VAE distribution mean "
-                        "x 0.18215, as upstream) plus the face data. Computed once, reused by every clip.",
+                        "x 0.18215, as upstream), the face tokens and face-locator features, and the "
+                        "ReferenceNet's features of the portrait. Computed once, reused by every clip and by "
+                        "every sampler run with the same model, VAE and face (a mismatch is an error).",
             inputs=[
                 C.HalloModelType.Input("hallo_model", tooltip="From 'Hallo Model Loader'."),
                 vae_input("sd-vae-ft-mse: from 'Hallo VAE Loader' or core 'Load VAE'."),
@@ -33,9 +35,13 @@ class HalloReference(io.ComfyNode):
 
     @classmethod
     def execute(cls, hallo_model, vae, face_data) -> io.NodeOutput:
+        from . import engine
+
         codec, _ = C.vae_codec(vae)
-        latent = codec.encode(face_data.pixels.unsqueeze(0)).float().to(C.out_device())
-        return io.NodeOutput(C.Reference(face=face_data, ref_latent=latent, size=int(face_data.size)))
+        C.load_gpu([hallo_model.patcher], full=True)  # hallo_core computes on the network's device
+        ctx = engine.prepare_context(hallo_model.net, codec, face_data, device=C.out_device())
+        latent = ctx.ref_latent.float()
+        return io.NodeOutput(C.Reference(face=face_data, ref_latent=latent, context=ctx, size=int(face_data.size)))
 
 
 NODES = [HalloReference]

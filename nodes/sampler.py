@@ -30,8 +30,27 @@ def sampling_inputs(default_steps: int = 40) -> list:
         io.Float.Input("lip_weight", default=1.0, min=0.0, max=3.0, step=0.05,
                        tooltip="Strength of audio-driven lip motion (lip mask branch)."),
         io.Combo.Input("scheduler", options=C.SCHEDULERS, default="ddim",
-                       tooltip="ddim reproduces upstream. dpmpp / unipc / euler are a fast mode for "
-                               "10-25 steps (not identical to upstream)."),
+                       tooltip="ddim reproduces upstream (faithful). dpmpp / unipc / euler are a fast mode "
+                               "for 10-25 steps: quicker previews, not identical to upstream."),
+    ]
+
+
+def speed_inputs() -> list:
+    """Optional speed / memory widgets (defaults keep upstream's frames, so older workflows still run)."""
+    return [
+        io.Boolean.Input("fast", default=True, optional=True,
+                         tooltip="Faithful-fast path: work upstream repeats every clip (portrait's "
+                                 "ReferenceNet pass, face locator) is done once, and the Reference node's "
+                                 "features are reused. Same frames up to float rounding. Off = upstream's "
+                                 "plain per-clip structure (slower; for checking)."),
+        io.Int.Input("cfg_steps", default=0, min=0, max=200, optional=True,
+                     tooltip="Fast mode: classifier-free guidance on the first N steps only, later steps "
+                             "run the conditional branch alone (about half the work per step). 0 = CFG on "
+                             "every step, as upstream (faithful)."),
+        io.Boolean.Input("low_vram", default=False, optional=True,
+                         tooltip="Lower peak memory: ReferenceNet kept off the GPU between its passes and "
+                                 "the VAE decodes one frame at a time with sliced attention. Same frames, "
+                                 "slower."),
     ]
 
 
@@ -44,24 +63,27 @@ def model_inputs() -> list:
     ]
 
 
-def check_sampling(steps, cfg) -> bool | str:
+def check_sampling(steps, cfg, cfg_steps=0) -> bool | str:
     if steps is not None and not 1 <= int(steps) <= 200:
         return f"steps must be between 1 and 200, got {steps}"
     if cfg is not None and not 1.0 <= float(cfg) <= 20.0:
         return f"cfg must be between 1.0 and 20.0, got {cfg}"
+    if cfg_steps is not None and not 0 <= int(cfg_steps) <= 200:
+        return f"cfg_steps must be between 0 (CFG on every step) and 200, got {cfg_steps}"
     return True
 
 
 def run(node_id, hallo_model, vae, reference, audio_embeds, seed, steps, cfg, pose_weight, face_weight,
         lip_weight, scheduler, sink, mask_rate: float = 0.0, checkpoint: Optional[str] = None,
-        resume: bool = False):
+        resume: bool = False, fast: bool = True, cfg_steps: int = 0, low_vram: bool = False):
     """Drive hallo_core's clip loop with ComfyUI model management, progress and Cancel.
 
     The network is (re)loaded before every denoising step (hallo_core polls ``should_stop`` there): a
     no-op while it stays on the device, and it brings it back if another model (the VAE at a clip's end,
     or another node) evicted it. The VAE is loaded before each encode/decode. Cancel is polled there too;
     hallo_core then stops cleanly (finished clips stay in the sink) and the interrupt is re-raised
-    here so ComfyUI reports the run as interrupted.
+    here so ComfyUI reports the run as interrupted. On the fast path the Reference node's prepared
+    context (portrait features) is reused; hallo_core rejects one made with another model, VAE or face.
     """
     import comfy.model_management as mm
 
@@ -91,11 +113,13 @@ def run(node_id, hallo_model, vae, reference, audio_embeds, seed, steps, cfg, po
     settings = engine.generation_settings(
         steps=int(steps), cfg=float(cfg), pose_weight=float(pose_weight), face_weight=float(face_weight),
         lip_weight=float(lip_weight), scheduler=scheduler, seed=int(seed),
-        use_mask=float(mask_rate) > 0.0, mask_rate=float(mask_rate) if float(mask_rate) > 0 else 0.25)
+        use_mask=float(mask_rate) > 0.0, mask_rate=float(mask_rate) if float(mask_rate) > 0 else 0.25,
+        fast=bool(fast), cfg_steps=int(cfg_steps) if int(cfg_steps or 0) > 0 else None, low_vram=bool(low_vram))
     load()
     result = engine.generate(hallo_model.net, codec, reference.face, audio_embeds, settings, sink,
                              checkpoint=checkpoint, resume=resume, callback=callback,
-                             should_stop=should_stop, model_id=hallo_model.path)
+                             should_stop=should_stop, model_id=hallo_model.path,
+                             context=engine.context_for(reference, settings.fast))
     if getattr(result, "interrupted", False):
         C.interrupted()  # raises InterruptProcessingException (the flag is still set)
         raise mm.InterruptProcessingException()
@@ -112,7 +136,7 @@ class HalloSampler(io.ComfyNode):
             description="Generates the talking-head video, 16-frame clips chained by 2 motion frames "
                         "(Hallo). Returns IMAGE frames; connect them with the audio and fps to core "
                         "Create Video -> Save Video.",
-            inputs=model_inputs() + sampling_inputs(),
+            inputs=model_inputs() + sampling_inputs() + speed_inputs(),
             outputs=[
                 io.Image.Output(display_name="frames", tooltip="The video frames [N,H,W,3], exactly as many as "
                                                                "the audio covers."),
@@ -122,19 +146,20 @@ class HalloSampler(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, steps, cfg) -> bool | str:
-        return check_sampling(steps, cfg)
+    def validate_inputs(cls, steps, cfg, cfg_steps=0) -> bool | str:
+        return check_sampling(steps, cfg, cfg_steps)
 
     @classmethod
     def execute(cls, hallo_model, vae, reference, audio_embeds, seed, steps, cfg, pose_weight, face_weight,
-                lip_weight, scheduler) -> io.NodeOutput:
+                lip_weight, scheduler, fast=True, cfg_steps=0, low_vram=False) -> io.NodeOutput:
         sink = engine.memory_sink()
         run(cls.hidden.unique_id if cls.hidden is not None else None, hallo_model, vae, reference, audio_embeds,
-            seed, steps, cfg, pose_weight, face_weight, lip_weight, scheduler, sink, mask_rate=0.0)
+            seed, steps, cfg, pose_weight, face_weight, lip_weight, scheduler, sink, mask_rate=0.0,
+            fast=fast, cfg_steps=cfg_steps, low_vram=low_vram)
         images = sink.images()[: int(audio_embeds.num_frames)]
         return io.NodeOutput(images.to(C.out_device()), float(getattr(audio_embeds, "fps", 25)))
 
 
 NODES = [HalloSampler]
 
-__all__ = ["HalloSampler", "run", "sampling_inputs", "model_inputs", "check_sampling", "convert"]
+__all__ = ["HalloSampler", "run", "sampling_inputs", "speed_inputs", "model_inputs", "check_sampling", "convert"]

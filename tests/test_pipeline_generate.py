@@ -106,3 +106,49 @@ def test_streaming_mp4_after_interrupt_and_resume(parts, tmp_path):
     # H.264 (QP 20, 4:2:0) of the same frames: the random model's output is mostly
     # high-frequency noise, measured ~11 levels mean error; unrelated frames are ~40+
     assert (frames.float() - ref.frames().float()).abs().mean() < 20
+
+
+def test_prepared_context_gives_identical_frames_and_is_reused(parts):
+    from hallo_core.pipeline.generate import prepare_context
+
+    net, vae, face = parts
+    audio = random_audio(6, CLIP, seed=3)
+    plain = MemorySink(torch.float32)
+    generate(net, vae, face, audio, settings(), sink=plain)
+    ctx = prepare_context(net, vae, face, settings())
+    assert ctx.ref_latent is not None and ctx.ref_banks  # reference-image banks computed up front
+    banks = {k: v.clone() for k, v in ctx.ref_banks.items()}
+    for seed in (42, 42):  # the same context serves several runs
+        out = MemorySink(torch.float32)
+        generate(net, vae, face, audio, settings(seed=seed), sink=out, context=ctx)
+        assert torch.equal(out.images(), plain.images())
+    assert all(torch.equal(banks[k], ctx.ref_banks[k]) for k in banks)  # not modified by a run
+    # the plain upstream-structured path with its own context matches its context-free run too
+    slow = MemorySink(torch.float32)
+    generate(net, vae, face, audio, settings(fast=False), sink=slow)
+    slow_ctx = MemorySink(torch.float32)
+    generate(net, vae, face, audio, settings(fast=False), sink=slow_ctx,
+             context=prepare_context(net, vae, face, settings(fast=False)))
+    assert torch.equal(slow.images(), slow_ctx.images())
+
+
+def test_context_made_for_other_inputs_is_rejected(parts):
+    from hallo_core.pipeline.generate import prepare_context
+
+    net, vae, face = parts
+    audio = random_audio(4, CLIP, seed=3)
+    ctx = prepare_context(net, vae, face, settings())
+    cases = [
+        (dict(net=build_tiny_net(seed=5)), "another Hallo network"),
+        (dict(vae=VaeCodec(build_tiny_vae(seed=6))), "another VAE"),
+        (dict(face=random_face_data(64, seed=7)), "another face"),
+        (dict(face=random_face_data(32, seed=2)), "another image size"),
+        (dict(s=settings(clip_frames=CLIP * 2)), "another clip length"),
+        (dict(s=settings(fast=False)), "fast on/off"),
+    ]
+    for kw, msg in cases:
+        with pytest.raises(ValueError, match=msg):
+            generate(kw.get("net", net), kw.get("vae", vae), kw.get("face", face), audio,
+                     kw.get("s", settings()), sink=MemorySink(torch.float32), context=ctx)
+    with pytest.raises(ValueError, match="VideoContext"):
+        generate(net, vae, face, audio, settings(), sink=MemorySink(torch.float32), context=object())

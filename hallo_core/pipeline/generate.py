@@ -19,8 +19,9 @@ from ..io.video import FrameSink, MemorySink
 from ..types import AudioFeatures, FaceData
 from .chain import audio_window, drop_motion_frames, first_motion_frames, next_motion_frames, plan_clips
 from .resume import ResumeState, fingerprint, load_state, save_state
-from .sampler import SamplerSettings, prepare_video, sample_clip
+from .sampler import SamplerSettings, VideoContext, model_device, model_dtype, prepare_video, sample_clip
 from .scheduler import make_scheduler
+from .speed import reference_image_banks
 
 
 @dataclass
@@ -38,6 +39,50 @@ class GenerationSettings(SamplerSettings):
         keys = ("steps", "cfg", "pose_weight", "face_weight", "lip_weight", "scheduler", "cfg_steps",
                 "seed", "clip_frames", "motion_frames", "use_mask", "mask_rate")
         return {k: getattr(self, k) for k in keys}
+
+
+def _owner(net, vae, face: FaceData, settings: "GenerationSettings") -> dict:
+    """What a VideoContext depends on: the network, the VAE, the face and the clip geometry."""
+    return {"net": id(net), "vae": id(getattr(vae, "vae", vae)), "dtype": str(model_dtype(net)),
+            "size": int(face.pixels.shape[-1]), "frames": int(settings.clip_frames), "fast": bool(settings.fast)}
+
+
+@torch.no_grad()
+def prepare_context(net, vae: VaeCodec, face: FaceData,
+                    settings: Optional["GenerationSettings"] = None) -> VideoContext:
+    """The per-video constants, computed once and reusable by any number of ``generate`` calls.
+
+    Face tokens, face-locator features, attention masks and, on the fast path, the reference
+    latent and the reference UNet's banks of the reference image (R.u, R.c). Seed, steps, CFG,
+    weights and scheduler do not enter it, so one context serves every sampling run of a portrait.
+    Pass it as ``generate(..., context=ctx)`` with the same net, VAE and face.
+    """
+    settings = settings or GenerationSettings()
+    ctx = prepare_video(net, vae, face, settings.clip_frames, fast=settings.fast)
+    if ctx.ref_latent is not None:
+        ctx.ref_banks = reference_image_banks(net, ctx.ref_latent, ctx.face_tokens,
+                                              settings.offload_reference or settings.low_vram)
+    ctx.owner = _owner(net, vae, face, settings)
+    return ctx
+
+
+def check_context(ctx: VideoContext, net, vae, face: FaceData, settings: "GenerationSettings") -> None:
+    """Raise ValueError when ``ctx`` was prepared for another network, VAE, face or geometry."""
+    if not isinstance(ctx, VideoContext) or not ctx.owner:
+        raise ValueError("context: expected a VideoContext from prepare_context()")
+    want = _owner(net, vae, face, settings)
+    names = {"net": "another Hallo network", "vae": "another VAE", "dtype": "another model precision",
+             "size": "another image size", "frames": "another clip length",
+             "fast": "the other sampling path (fast on/off)"}
+    for key, what in names.items():
+        if ctx.owner.get(key) != want[key]:
+            raise ValueError(f"context was prepared with {what} ({key}: {ctx.owner.get(key)} != "
+                             f"{want[key]}); re-encode the reference with the same model, VAE and face")
+    pix = face.pixels.reshape(ctx.ref_pixels.shape).to(ctx.ref_pixels.device, ctx.ref_pixels.dtype)
+    if not torch.equal(pix, ctx.ref_pixels) or not torch.equal(
+            face.face_region.to(ctx.face_region.device, ctx.face_region.dtype), ctx.face_region):
+        raise ValueError("context was prepared for another face (reference pixels or face region differ); "
+                         "re-encode the reference with this face")
 
 
 # callback(clip_idx, n_clips, step, n_steps, latest_frames or None)
@@ -72,6 +117,7 @@ def generate(
     callback: Optional[ProgressCallback] = None,
     should_stop: Optional[Callable[[], bool]] = None,
     model_id: str = "",
+    context: Optional[VideoContext] = None,
 ) -> GenerationResult:
     """Generate the whole video clip by clip, handing each finished clip to ``sink``.
 
@@ -84,6 +130,8 @@ def generate(
         should_stop: polled before every step; True abandons the clip in flight and returns
             with ``interrupted=True`` (the sink keeps every finished clip).
         model_id: free text folded into the input hash (e.g. the checkpoint file name).
+        context: per-video constants from ``prepare_context`` for this net, VAE, face and
+            settings (checked; ValueError otherwise); None computes them here. Same frames.
     """
     settings = settings or GenerationSettings()
     sink = sink if sink is not None else MemorySink()
@@ -110,7 +158,11 @@ def generate(
     if start_clip >= n_clips:  # already complete
         return GenerationResult(start_frame, n_clips, n_clips, False, 0.0)
 
-    ctx = prepare_video(net, vae, face, fclip, fast=settings.fast)
+    if context is not None:
+        check_context(context, net, vae, face, settings)
+        ctx = context.to(model_device(net))
+    else:
+        ctx = prepare_video(net, vae, face, fclip, fast=settings.fast)
     scheduler = make_scheduler(settings.scheduler)
     if motion is None:
         motion = first_motion_frames(ctx.ref_pixels, nm)

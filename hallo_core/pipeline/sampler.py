@@ -61,6 +61,20 @@ class VideoContext:
     ref_latent: Optional[torch.Tensor] = None  # [1, 4, h, w] (fast path only)
     ref_banks: Optional[dict] = None  # reference-image banks (R.u, R.c), fast path, made lazily
     notes: list = field(default_factory=list)
+    owner: dict = field(default_factory=dict)  # what it was made from (see generate.prepare_context)
+
+    def to(self, device) -> "VideoContext":
+        """A copy with the model-side tensors on ``device`` (moves are exact, values unchanged)."""
+        dev = torch.device(device)
+
+        def mv(t):
+            return None if t is None else t.to(dev)
+
+        return VideoContext(
+            self.ref_pixels, self.face_region, mv(self.face_tokens), mv(self.face_features),
+            tuple([mv(m) for m in lv] for lv in self.masks), self.frames, mv(self.ref_latent),
+            None if self.ref_banks is None else {k: mv(v) for k, v in self.ref_banks.items()},
+            list(self.notes), dict(self.owner))
 
 
 def model_dtype(net) -> torch.dtype:
