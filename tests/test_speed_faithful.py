@@ -95,10 +95,22 @@ def test_dropping_unused_motion_modules_changes_nothing(parts):
 def test_low_vram_settings_give_the_same_frames(parts):
     net, vae, _ = parts
     default = small_render(net, vae)
-    low = small_render(net, vae, **low_vram_preset())
+    seen = []
+    inner_decode = vae.vae.decode
+
+    def spy(z, *args, **kwargs):
+        seen.append(vae.vae.use_slicing)
+        return inner_decode(z, *args, **kwargs)
+
+    vae.vae.decode = spy
+    try:
+        low = small_render(net, vae, **low_vram_preset())
+    finally:
+        del vae.vae.decode
     assert rel(low, default) <= 1e-5  # only the decode batch differs (offload is CUDA-only)
-    assert vae.vae.use_slicing  # sliced decode was switched on
-    vae.vae.disable_slicing()
+    assert seen and all(seen)  # sliced decode was on during the low-VRAM run
+    assert not vae.vae.use_slicing  # ... and the shared VAE is left as it was
+    assert torch.equal(small_render(net, vae), default)  # so a later normal run is unchanged
 
 
 class _OomOnBatch(torch.nn.Module):
@@ -116,6 +128,11 @@ class _OomOnBatch(torch.nn.Module):
             raise torch.cuda.OutOfMemoryError("injected")
         return self.inner.decode(z)
 
+    use_slicing = property(lambda self: self.inner.use_slicing,
+                           lambda self, v: setattr(self.inner, "use_slicing", v))
+    use_tiling = property(lambda self: self.inner.use_tiling,
+                          lambda self, v: setattr(self.inner, "use_tiling", v))
+
     def enable_slicing(self):
         self.inner.enable_slicing()
 
@@ -129,6 +146,6 @@ def test_vae_decode_falls_back_on_out_of_memory():
     ref = VaeCodec(vae).decode(z, 5)
     wrapped = _OomOnBatch(build_tiny_vae(seed=1))
     out = VaeCodec(wrapped).decode(z, 5)
-    assert wrapped.calls == [5, 1, 1, 1, 1, 1]
-    assert wrapped.inner.use_tiling and wrapped.inner.use_slicing
+    assert wrapped.calls == [5, 1, 1, 1, 1, 1]  # the retry ran frame by frame, tiled
+    assert not wrapped.inner.use_tiling and not wrapped.inner.use_slicing  # flags restored
     assert (out - ref).abs().max().item() < 1e-5  # 64 px frames: below the tile size, no blending

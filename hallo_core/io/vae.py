@@ -75,17 +75,30 @@ class VaeCodec:
         """
         chunk = chunk or self.decode_chunk
         z = (latents / LATENT_SCALE).to(device=self.device, dtype=self.dtype)
-        if low_memory:
-            self._set_low_memory(tiling=False)
+        saved = self._memory_flags()
         try:
-            out = [self.vae.decode(z[i:i + chunk]).sample for i in range(0, z.shape[0], chunk)]
-        except torch.cuda.OutOfMemoryError:
-            out = None  # leave the except block so the failed attempt's tensors are freed
-        if out is None:
-            torch.cuda.empty_cache()
-            self._set_low_memory(tiling=True)
-            out = [self.vae.decode(z[i:i + 1]).sample for i in range(z.shape[0])]
+            if low_memory:
+                self._set_low_memory(tiling=False)
+            try:
+                out = [self.vae.decode(z[i:i + chunk]).sample for i in range(0, z.shape[0], chunk)]
+            except torch.cuda.OutOfMemoryError:
+                out = None  # leave the except block so the failed attempt's tensors are freed
+            if out is None:
+                torch.cuda.empty_cache()
+                self._set_low_memory(tiling=True)
+                out = [self.vae.decode(z[i:i + 1]).sample for i in range(z.shape[0])]
+        finally:
+            # the VAE may be shared (ComfyUI passes one object to many runs): a low-memory
+            # decode must not change what later decodes compute
+            self._restore_memory_flags(saved)
         return (torch.cat(out) / 2 + 0.5).clamp(0, 1)
+
+    def _memory_flags(self) -> dict:
+        return {k: getattr(self.vae, k) for k in ("use_slicing", "use_tiling") if hasattr(self.vae, k)}
+
+    def _restore_memory_flags(self, saved: dict) -> None:
+        for k, v in saved.items():
+            setattr(self.vae, k, v)
 
     def _set_low_memory(self, tiling: bool) -> None:
         for name in ("enable_slicing",) + (("enable_tiling",) if tiling else ()):
