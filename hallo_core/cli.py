@@ -40,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--scheduler", choices=SCHEDULER_NAMES, default="ddim",
                    help="ddim is faithful; the others are a fast mode (not bit-faithful)")
     g.add_argument("--cfg-steps", type=int, default=None, help="fast mode: CFG only on the first N steps")
+    g.add_argument("--audio-features", choices=["auto", "float32", "float16"], default="auto",
+                   help="storage of the audio features: auto = float32 up to 10 min, float16 beyond (an hour is 3.3 GB as float32)")
     g.add_argument("--no-separator", action="store_true", help="skip vocal separation (also skipped, with a warning, when audio_separator/ is absent)")
     g.add_argument("--download", action="store_true", help="fetch missing official weights first")
 
@@ -103,7 +105,8 @@ def _generate(a) -> int:
     encoder = HalloWav2Vec.from_pretrained(models.require("wav2vec"), device=device)
     separator = None if a.no_separator else load_separator(models.path("audio_separator"))
     audio = embed_audio(a.audio, encoder, separator=separator,
-                        segment_seconds=60.0 if a.hallo2 else None)
+                        segment_seconds=60.0 if a.hallo2 else None,
+                        feature_dtype=None if a.audio_features == "auto" else getattr(torch, a.audio_features))
     del encoder, separator  # free the front-end models before diffusion
     wave, sr = load_audio(a.audio)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from comfy_api.latest import io
 
 from . import common as C
@@ -46,7 +48,8 @@ class HalloAudioEmbeds(io.ComfyNode):
     def execute(cls, audio_models, audio, segment_60s) -> io.NodeOutput:
         fps = FPS
         wav, sr = convert.audio_first_item(audio)
-        if float(wav.abs().max()) == 0.0:
+        lo, hi = torch.aminmax(wav)  # no full-size temporary (|wav| of an hour at 44.1 kHz is 1.3 GB)
+        if float(lo) == 0.0 and float(hi) == 0.0:
             raise ValueError("audio: the audio is pure silence; Hallo needs speech to drive the lips")
         if wav.shape[-1] < sr / float(fps):
             raise ValueError(f"audio: {wav.shape[-1]} samples at {sr} Hz is shorter than one video frame")

@@ -195,3 +195,92 @@ def test_real_speech_fixture(enc, fixtures_dir):
     data, sr = sf.read(str(fixtures_dir / "speech_1.wav"), dtype="float32", always_2d=True)
     g = embed_audio({"waveform": torch.from_numpy(data.T.copy())[None], "sample_rate": sr}, enc, cache=None)
     assert torch.equal(f.features, g.features)
+
+
+def _write_mp3(path, wave: np.ndarray, sr: int) -> None:
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mp3", rate=sr)
+        stream.layout = "stereo" if wave.shape[0] == 2 else "mono"
+        for a in range(0, wave.shape[1], 44100):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(wave[:, a : a + 44100]), format="fltp",
+                                               layout=stream.layout.name)
+            frame.sample_rate = sr
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+
+
+@pytest.mark.parametrize("fmt", ["wav", "flac", "mp3"])
+def test_file_is_streamed_per_segment_with_identical_features(enc, tmp_path, fmt):
+    # 2.6 s of 22.05 kHz stereo in 1 s segments: the streamed file gives exactly the pieces
+    # (and so the features) of the file decoded whole.
+    import soundfile as sf
+
+    from hallo_core.audio.loading import AudioFileSegments, load_audio_file
+
+    rng = np.random.default_rng(3)
+    wave = (rng.standard_normal((2, int(2.6 * 22050))) * 0.1).astype(np.float32)
+    path = tmp_path / f"a.{fmt}"
+    if fmt == "mp3":
+        _write_mp3(path, wave, 22050)
+    else:
+        sf.write(str(path), wave.T, 22050, subtype="PCM_16")
+    whole, sr = load_audio_file(path)
+    source = AudioFileSegments(path, 1.0)
+    assert source.sample_rate == sr == 22050 and source.segment_samples == 22050
+    pieces = list(source)
+    assert [p.shape[1] for p in pieces[:-1]] == [22050] * (len(pieces) - 1)
+    assert source.estimated_segments in (len(pieces), len(pieces) + 1, len(pieces) - 1)
+    assert np.array_equal(np.concatenate(pieces, axis=1), whole)
+
+    streamed = embed_audio(path, enc, cache=None, segment_seconds=1.0)
+    in_memory = embed_audio((whole, sr), enc, cache=None, segment_seconds=1.0)
+    assert streamed.num_frames == in_memory.num_frames
+    assert torch.equal(streamed.features, in_memory.features)
+
+
+def test_streamed_file_errors(enc, tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        embed_audio(tmp_path / "missing.wav", enc, cache=None)
+    bad = tmp_path / "broken.mp3"
+    bad.write_bytes(b"ID3garbage" + bytes(range(256)) * 4)
+    with pytest.raises(ValueError, match="decode|no samples"):
+        embed_audio(bad, enc, cache=None)
+    import soundfile as sf
+
+    empty = tmp_path / "empty.wav"
+    sf.write(str(empty), np.zeros((0, 1), np.float32), 16000)
+    with pytest.raises(ValueError, match="no samples|empty"):
+        embed_audio(empty, enc, cache=None)
+
+
+def test_streamed_file_cache_key_follows_content(enc, tmp_path):
+    import soundfile as sf
+
+    path = tmp_path / "a.wav"
+    sf.write(str(path), _noise(2 * 16000), 16000)
+    cache = EmbeddingCache()
+    a = embed_audio(path, enc, cache=cache, segment_seconds=1.0)
+    assert embed_audio(path, enc, cache=cache, segment_seconds=1.0) is a and cache.hits == 1
+    sf.write(str(path), _noise(2 * 16000, seed=1), 16000)  # same name, new content
+    b = embed_audio(path, enc, cache=cache, segment_seconds=1.0)
+    assert b is not a and not torch.equal(a.features, b.features)
+
+
+def test_long_audio_defaults_to_float16_features(enc, monkeypatch):
+    import hallo_core.audio.embed as embed_mod
+
+    assert embed_mod.auto_feature_dtype(10 * 60 * 25) == torch.float32
+    assert embed_mod.auto_feature_dtype(10 * 60 * 25 + 1) == torch.float16
+    # Lower the threshold rather than embed ten minutes: 40 frames (padded to 48) is "long".
+    monkeypatch.setattr(embed_mod, "FP16_FEATURES_AFTER_FRAMES", 32)
+    x = _noise(40 * 640)
+    auto = embed_audio((x, 16000), enc, cache=None, segment_seconds=1.0)
+    full = embed_audio((x, 16000), enc, cache=None, segment_seconds=1.0, feature_dtype=torch.float32)
+    assert auto.features.dtype == torch.float16 and full.features.dtype == torch.float32
+    assert torch.equal(auto.features, full.features.half())
+    short = embed_audio((_noise(20 * 640), 16000), enc, cache=None)
+    assert short.features.dtype == torch.float32

@@ -14,13 +14,13 @@ import logging
 import os
 from collections import OrderedDict
 from pathlib import Path
-from typing import Callable, List, Optional, Union
+from typing import Callable, Iterator, List, Optional, Union
 
 import numpy as np
 import torch
 
 from ..types import AudioFeatures
-from .loading import TARGET_RATE, AudioSource, load_audio, resample, to_mono
+from .loading import TARGET_RATE, AudioFileSegments, AudioSource, file_digest, load_audio, resample, to_mono
 from .separator import VocalSeparator, vocals_to_16k_mono
 from .wav2vec import HalloWav2Vec
 
@@ -30,6 +30,8 @@ FPS = 25
 SAMPLES_PER_FRAME = TARGET_RATE // FPS  # 640
 SEGMENT_SECONDS = 60.0
 CLIP_LENGTH = 16
+# Longer audio stores its features as float16 by default (10 min: 553 MB as float32).
+FP16_FEATURES_AFTER_FRAMES = 10 * 60 * FPS
 
 ProgressFn = Callable[[int, int], None]
 
@@ -127,6 +129,20 @@ def _segments(num_samples: int, sr: int, segment_seconds: Optional[float]) -> Li
     return [slice(s, min(s + size, num_samples)) for s in range(0, num_samples, size)]
 
 
+def auto_feature_dtype(padded_frames: int) -> torch.dtype:
+    """float32 up to :data:`FP16_FEATURES_AFTER_FRAMES` frames, float16 beyond.
+
+    An hour of float32 features is 3.3 GB on its own; stored as float16 it is 1.66 GB, and
+    Hallo's usual fp16 pipeline rounds them to float16 anyway.
+    """
+    return torch.float16 if padded_frames > FP16_FEATURES_AFTER_FRAMES else torch.float32
+
+
+def _array_slices(wave: np.ndarray, pieces: List[slice]) -> Iterator[np.ndarray]:
+    for piece in pieces:
+        yield wave[:, piece]
+
+
 def embed_audio(
     audio: AudioSource,
     encoder: HalloWav2Vec,
@@ -136,7 +152,7 @@ def embed_audio(
     separator_resampler: str = "ffmpeg",
     clip_length: int = CLIP_LENGTH,
     segment_seconds: Optional[float] = SEGMENT_SECONDS,
-    feature_dtype: torch.dtype = torch.float32,
+    feature_dtype: Optional[torch.dtype] = None,
     progress: Optional[ProgressFn] = None,
     interrupt: Optional[Callable[[], None]] = None,
     cache: Optional[EmbeddingCache] = DEFAULT_CACHE,
@@ -145,6 +161,7 @@ def embed_audio(
 
     Args:
         audio: path, ComfyUI AUDIO dict, (array, sr) tuple, or array/tensor with ``sample_rate``.
+            A path with ``segment_seconds`` set is decoded one segment at a time.
         encoder: a loaded :class:`HalloWav2Vec`.
         separator: vocal separator or ``None`` to use the audio as is.
         separator_resampler: how separated vocals reach 16 kHz: ``"ffmpeg"`` (upstream's
@@ -152,8 +169,8 @@ def embed_audio(
         clip_length: frames per generated clip; the features are zero-padded to a multiple
             of it (0 disables padding).
         segment_seconds: 60 s for Hallo2's segmenting, ``None`` for one pass (Hallo v1).
-        feature_dtype: storage dtype of the features (float16 halves memory for long audio;
-            Hallo's default fp16 pipeline casts them to fp16 anyway).
+        feature_dtype: storage dtype of the features; ``None`` picks float32 for up to 10
+            minutes and float16 beyond (:func:`auto_feature_dtype`).
         progress: ``progress(done, total)`` after every separation / encoding step.
         interrupt: called before every step; raise from it to abort (ComfyUI's interrupt).
         cache: content-hash cache (``None`` disables it).
@@ -161,38 +178,53 @@ def embed_audio(
         AudioFeatures with ``features`` [T_pad, layers, hidden] on the CPU and the unpadded
         ``num_frames`` = ceil(samples at 16 kHz / 640).
     """
-    wave, sr = load_audio(audio, sample_rate)
     sep_id = f"{separator.fingerprint}|{separator_resampler}" if separator is not None else "none"
     settings = f"{encoder.fingerprint}|{sep_id}|{clip_length}|{segment_seconds}|{feature_dtype}"
-    key = _content_key(wave, sr, settings) if cache is not None else None
+    if isinstance(audio, (str, os.PathLike)) and segment_seconds is not None and segment_seconds > 0:
+        source = AudioFileSegments(audio, segment_seconds)
+        sr, expected = source.sample_rate, source.estimated_segments
+        key = None
+        if cache is not None:  # the file's bytes stand for its waveform
+            key = "file-" + _content_key(np.frombuffer(bytes.fromhex(file_digest(audio)), np.uint8), sr, settings)
+        parts: Iterator[np.ndarray] = iter(source)
+    else:
+        wave, sr = load_audio(audio, sample_rate)
+        key = _content_key(wave, sr, settings) if cache is not None else None
+        pieces = _segments(wave.shape[1], sr, segment_seconds)
+        expected = len(pieces)
+        parts = _array_slices(wave, pieces)
+        del wave  # the generator holds the only reference; it is released with it
     if cache is not None:
         hit = cache.get(key)
         if hit is not None:
             return hit
 
-    pieces = _segments(wave.shape[1], sr, segment_seconds)
-    total_steps = len(pieces) * (2 if separator is not None else 1)
+    total_steps = (expected or 1) * (2 if separator is not None else 1)
     done = 0
 
     def step_done() -> None:
         nonlocal done
         done += 1
         if progress is not None:
-            progress(done, total_steps)
+            progress(done, max(total_steps, done))
 
     # Phase 1: 16 kHz mono per segment (small next to the features: 1/12 of their size at fp16).
-    mono16: List[np.ndarray] = []
-    for piece in pieces:
+    mono16: List[Optional[np.ndarray]] = []
+    while True:
         if interrupt is not None:
             interrupt()
-        part = wave[:, piece]
+        part = next(parts, None)
+        if part is None:
+            break
         if separator is not None:
             vocals = separator.separate(part, sr)
             mono16.append(vocals_to_16k_mono(vocals, separator_resampler))
             step_done()
         else:
             mono16.append(resample(to_mono(part), sr, TARGET_RATE))
-    del wave
+        del part
+    del parts
+    total_steps = len(mono16) * (2 if separator is not None else 1)
 
     frames = [frames_for_samples(len(m)) for m in mono16]
     num_frames = sum(frames)
@@ -212,7 +244,8 @@ def embed_audio(
         frames.pop()
         total_steps -= 1
 
-    out = torch.empty(num_frames + pad_frames, encoder.num_layers, encoder.hidden_size, dtype=feature_dtype)
+    dtype = feature_dtype if feature_dtype is not None else auto_feature_dtype(num_frames + pad_frames)
+    out = torch.empty(num_frames + pad_frames, encoder.num_layers, encoder.hidden_size, dtype=dtype)
     offset = 0
     last = len(mono16) - 1
     for i, m in enumerate(mono16):

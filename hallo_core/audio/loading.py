@@ -6,9 +6,10 @@ uses by default, so the 16 kHz waveform matches upstream's to float precision.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
-from typing import Any, Tuple, Union
+from typing import Any, Iterator, Tuple, Union
 
 import numpy as np
 import torch
@@ -75,6 +76,117 @@ def load_audio_file(path: Union[str, os.PathLike]) -> Tuple[np.ndarray, int]:
     if wave.size == 0:
         raise ValueError(f"audio file {path} contains no samples")
     return wave, sr
+
+
+class AudioFileSegments:
+    """A file decoded one segment at a time: iterating yields float32 [C, n] pieces of
+    ``round(segment_seconds * rate)`` samples at the file's own rate (the last may be shorter).
+
+    The pieces are exactly the slices of :func:`load_audio_file`'s array, but only one piece
+    is in memory at a time, so an hour-long file costs a segment of RAM, not the whole
+    decoded waveform (an hour of 44.1 kHz stereo is 1.3 GB as float32).
+    """
+
+    def __init__(self, path: Union[str, os.PathLike], segment_seconds: float):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"audio file not found: {self.path}")
+        errors = []
+        openers = (self._probe_soundfile, self._probe_av)
+        if self.path.suffix.lower() not in _SOUNDFILE_EXTS:
+            openers = (self._probe_av,)
+        for probe in openers:
+            try:
+                self.sample_rate, total, self._reader = probe()
+                break
+            except Exception as exc:  # both libraries raise their own error types
+                errors.append(f"{probe.__name__[7:]}: {exc}")
+        else:
+            raise ValueError(f"could not decode audio file {self.path} ({'; '.join(errors)})")
+        self.segment_samples = max(1, int(round(float(segment_seconds) * self.sample_rate)))
+        # An estimate for progress reporting only (compressed streams may be off by a frame).
+        self.estimated_segments = -(-total // self.segment_samples) if total else None
+
+    def _probe_soundfile(self):
+        import soundfile as sf
+
+        with sf.SoundFile(str(self.path)) as f:
+            return int(f.samplerate), int(f.frames), self._read_soundfile
+
+    def _probe_av(self):
+        import av
+
+        with av.open(str(self.path)) as container:
+            if not container.streams.audio:
+                raise ValueError("no audio stream")
+            stream = container.streams.audio[0]
+            rate = int(stream.codec_context.sample_rate or stream.rate or 0)
+            if rate <= 0:
+                raise ValueError("unknown sample rate")
+            seconds = None
+            if stream.duration is not None and stream.time_base is not None:
+                seconds = float(stream.duration * stream.time_base)
+            elif container.duration is not None:
+                seconds = container.duration / 1e6
+        return rate, int(seconds * rate) if seconds else 0, self._read_av
+
+    def _read_soundfile(self):
+        import soundfile as sf
+
+        with sf.SoundFile(str(self.path)) as f:
+            while True:
+                block = f.read(self.segment_samples, dtype="float32", always_2d=True)
+                if block.shape[0] == 0:
+                    return
+                yield np.ascontiguousarray(block.T)
+
+    def _read_av(self):
+        import av
+
+        with av.open(str(self.path)) as container:
+            stream = container.streams.audio[0]
+            resampler = av.AudioResampler(format="fltp")  # same route as _decode_av
+            pending, have = [], 0
+
+            def decoded():
+                for frame in container.decode(stream):
+                    yield from resampler.resample(frame)
+                yield from resampler.resample(None)
+
+            for out in decoded():
+                if out.sample_rate != self.sample_rate:
+                    raise ValueError(f"sample rate changed mid-stream ({out.sample_rate} Hz)")
+                pending.append(out.to_ndarray().astype(np.float32, copy=False))
+                have += pending[-1].shape[1]
+                while have >= self.segment_samples:
+                    joined = np.concatenate(pending, axis=1)
+                    yield np.ascontiguousarray(joined[:, : self.segment_samples])
+                    rest = joined[:, self.segment_samples :]
+                    pending, have = ([rest] if rest.shape[1] else []), rest.shape[1]
+            if have:
+                yield np.ascontiguousarray(np.concatenate(pending, axis=1))
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        count = 0
+        try:
+            for block in self._reader():
+                count += 1
+                yield block
+        except (FileNotFoundError, ValueError):
+            raise
+        except Exception as exc:
+            raise ValueError(f"could not decode audio file {self.path} ({exc})") from exc
+        if count == 0:
+            raise ValueError(f"audio file {self.path} contains no samples")
+
+
+def file_digest(path: Union[str, os.PathLike], chunk: int = 8 * 2**20) -> str:
+    """Content hash of a file, read in chunks (for the embedding cache key)."""
+    h = hashlib.blake2b(digest_size=20)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def load_audio(source: AudioSource, sample_rate: int = None) -> Tuple[np.ndarray, int]:
