@@ -157,8 +157,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"wrote {a.dst} ({n} tensors)")
         return 0
     if a.cmd == "download":
-        from .models_dir import download
+        from .models_dir import ModelFileMissing, download
 
-        print(download(a.models, a.which))
+        try:
+            print(download(a.models, a.which))
+        except (ModelFileMissing, ValueError) as e:
+            print(f"download: {e}", file=sys.stderr)
+            return 2
         return 0
     return 1

@@ -16,12 +16,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, List, Optional, Union
+from typing import Iterable, List, Optional, Tuple, Union
 
 HALLO_REPO = "fudan-generative-ai/hallo"
 HALLO2_REPO = "fudan-generative-ai/hallo2"
 
-# component -> (relative path, HF repo, glob patterns to fetch it, kind)
+# component -> (relative path, HF repo, files to fetch, kind). Exact file names, not globs:
+# the repos also hold files Hallo never reads (insightface's 1k3d68/2d106det/genderage, the
+# YOLO face detectors, the CodeFormer training weights), several hundred MB that a glob would
+# pull in. The two repos share everything but their own net.pth folders (hallo/ vs hallo2/).
 COMPONENTS = {
     "hallo": ("hallo/net.pth", HALLO_REPO, ["hallo/net.pth"], "file"),
     "hallo2": ("hallo2/net.pth", HALLO2_REPO, ["hallo2/net.pth"], "file"),
@@ -30,12 +33,17 @@ COMPONENTS = {
                                           "sd-vae-ft-mse/diffusion_pytorch_model.safetensors"], "dir"),
     "unet_config": ("stable-diffusion-v1-5/unet/config.json", HALLO_REPO,
                     ["stable-diffusion-v1-5/unet/config.json"], "file"),
-    "wav2vec": ("wav2vec/wav2vec2-base-960h", HALLO_REPO, ["wav2vec/wav2vec2-base-960h/*"], "dir"),
-    "face_analysis": ("face_analysis/models", HALLO_REPO, ["face_analysis/models/*"], "dir"),
+    "wav2vec": ("wav2vec/wav2vec2-base-960h", HALLO_REPO,
+                [f"wav2vec/wav2vec2-base-960h/{f}" for f in ("config.json", "preprocessor_config.json",
+                                                             "model.safetensors")], "dir"),
+    "face_analysis": ("face_analysis/models", HALLO_REPO,
+                      [f"face_analysis/models/{f}" for f in ("scrfd_10g_bnkps.onnx", "glintr100.onnx",
+                                                             "face_landmarker_v2_with_blendshapes.task")], "dir"),
     "audio_separator": ("audio_separator/Kim_Vocal_2.onnx", HALLO_REPO,
                         ["audio_separator/Kim_Vocal_2.onnx"], "file"),
-    "facelib": ("facelib", HALLO2_REPO, ["facelib/*"], "dir"),
-    "realesrgan": ("realesrgan", HALLO2_REPO, ["realesrgan/*"], "dir"),
+    "facelib": ("facelib", HALLO2_REPO, ["facelib/detection_Resnet50_Final.pth", "facelib/parsing_parsenet.pth"],
+                "dir"),
+    "realesrgan": ("realesrgan", HALLO2_REPO, ["realesrgan/RealESRGAN_x2plus.pth"], "dir"),
 }
 
 # what each job needs
@@ -103,6 +111,21 @@ def resolve(models: Union[str, Path]) -> ModelsDir:
     return ModelsDir(root)
 
 
+def files_to_fetch(which: Union[str, Iterable[str]]) -> List[Tuple[str, str]]:
+    """(HF repo, path) of every file of the named components / bundles, once each, in order."""
+    names = [which] if isinstance(which, str) else list(which)
+    comps: List[str] = []
+    for n in names:
+        comps += BUNDLES.get(n, [n])
+    out: List[Tuple[str, str]] = []
+    for c in dict.fromkeys(comps):
+        if c not in COMPONENTS:
+            raise ValueError(f"unknown component {c!r}; choose from {sorted(COMPONENTS)} or {sorted(BUNDLES)}")
+        _, repo, files, _ = COMPONENTS[c]
+        out += [(repo, f) for f in files if (repo, f) not in out]
+    return out
+
+
 def download(models: Union[str, Path], which: Union[str, Iterable[str]] = "hallo") -> Path:
     """Fetch components (or a bundle name: hallo, hallo2, hallo2-4k) with huggingface_hub.
 
@@ -112,16 +135,14 @@ def download(models: Union[str, Path], which: Union[str, Iterable[str]] = "hallo
 
     root = Path(models).expanduser()
     root.mkdir(parents=True, exist_ok=True)
-    names = [which] if isinstance(which, str) else list(which)
-    comps: List[str] = []
-    for n in names:
-        comps += BUNDLES.get(n, [n])
-    by_repo = {}
-    for c in dict.fromkeys(comps):
-        if c not in COMPONENTS:
-            raise ValueError(f"unknown component {c!r}; choose from {sorted(COMPONENTS)} or {sorted(BUNDLES)}")
-        _, repo, patterns, _ = COMPONENTS[c]
-        by_repo.setdefault(repo, []).extend(patterns)
-    for repo, patterns in by_repo.items():
-        snapshot_download(repo_id=repo, allow_patterns=patterns, local_dir=str(root))
+    by_repo: dict = {}
+    for repo, f in files_to_fetch(which):
+        by_repo.setdefault(repo, []).append(f)
+    for repo, files in by_repo.items():
+        snapshot_download(repo_id=repo, allow_patterns=files, local_dir=str(root))
+    # allow_patterns only filters the repo's listing: a file the repo lacks is skipped silently.
+    absent = [f"{f} (https://huggingface.co/{repo})" for repo, files in by_repo.items() for f in files
+              if not (root / f).is_file()]
+    if absent:
+        raise ModelFileMissing("the download finished without: " + ", ".join(absent))
     return root

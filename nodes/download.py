@@ -9,41 +9,27 @@ from comfy_api.latest import io, ui
 
 from . import common as C
 
-REPO = "fudan-generative-ai/hallo2"  # holds everything Hallo needs too (same layout, plus hallo2/)
+HALLO_REPO = "fudan-generative-ai/hallo"  # the only one with hallo/net.pth
+HALLO2_REPO = "fudan-generative-ai/hallo2"
 
-# What each model set needs, as paths in the Hugging Face repository = paths under models/hallo.
-SETS = {
-    "hallo": ["hallo/net.pth"],
-    "hallo2": ["hallo2/net.pth"],
-    "common": [
-        "stable-diffusion-v1-5/unet/config.json",
-        "sd-vae-ft-mse/config.json", "sd-vae-ft-mse/diffusion_pytorch_model.safetensors",
-        "wav2vec/wav2vec2-base-960h/config.json", "wav2vec/wav2vec2-base-960h/preprocessor_config.json",
-        "wav2vec/wav2vec2-base-960h/model.safetensors",
-        "face_analysis/models/scrfd_10g_bnkps.onnx", "face_analysis/models/glintr100.onnx",
-        "face_analysis/models/face_landmarker_v2_with_blendshapes.task",
-        "audio_separator/Kim_Vocal_2.onnx",
-    ],
-    "upscaler": ["hallo2/net_g.pth", "facelib/detection_Resnet50_Final.pth", "facelib/parsing_parsenet.pth",
-                 "realesrgan/RealESRGAN_x2plus.pth"],
-}
+# Bundles of hallo_core.models_dir, which names the exact files and the repo of each.
 CHOICES = {
-    "hallo (portrait video)": ["common", "hallo"],
-    "hallo2 (long video)": ["common", "hallo2"],
-    "hallo2 + temporal upscaler": ["common", "hallo2", "upscaler"],
-    "everything": ["common", "hallo", "hallo2", "upscaler"],
+    "hallo (portrait video)": ["hallo"],
+    "hallo2 (long video)": ["hallo2"],
+    "hallo2 + temporal upscaler": ["hallo2", "hallo2-4k"],
+    "everything": ["hallo", "hallo2", "hallo2-4k"],
 }
 
 
-def files_for(choice: str) -> list[str]:
-    out: list[str] = []
-    for s in CHOICES[choice]:
-        out += [f for f in SETS[s] if f not in out]
-    return out
+def files_for(choice: str) -> list[tuple[str, str]]:
+    """(repo, path) pairs; paths under the HF repos = paths under models/hallo."""
+    from . import engine
+
+    return engine.download_plan(CHOICES[choice])
 
 
-def missing_files(files: list[str], roots: list[str]) -> list[str]:
-    return [f for f in files if not any(os.path.isfile(os.path.join(r, f)) for r in roots)]
+def missing_files(files: list[tuple[str, str]], roots: list[str]) -> list[tuple[str, str]]:
+    return [(repo, f) for repo, f in files if not any(os.path.isfile(os.path.join(r, f)) for r in roots)]
 
 
 class HalloDownloadModels(io.ComfyNode):
@@ -54,7 +40,8 @@ class HalloDownloadModels(io.ComfyNode):
             display_name="Hallo Download Models",
             category=f"{C.CATEGORY}/loaders",
             description=f"Lists which official files are missing under models/hallo and, when 'download' is on, "
-                        f"fetches them from https://huggingface.co/{REPO} with huggingface_hub (several GB). "
+                        f"fetches them from https://huggingface.co/{HALLO2_REPO} (hallo/net.pth from https://huggingface.co/{HALLO_REPO}) "
+                        "with huggingface_hub (several GB). "
                         "Afterwards, refresh the page (R) so the loaders list the new files.",
             inputs=[
                 io.Combo.Input("models", options=list(CHOICES), default="hallo2 (long video)",
@@ -82,13 +69,13 @@ class HalloDownloadModels(io.ComfyNode):
             target = roots[0]
             os.makedirs(target, exist_ok=True)
             pbar = comfy.utils.ProgressBar(len(todo))
-            for i, f in enumerate(todo):
+            for i, (repo, f) in enumerate(todo):
                 C.interrupted()
-                engine.hf_download(REPO, [f], target)
+                engine.hf_download(repo, [f], target)
                 pbar.update_absolute(i + 1, len(todo))
                 lines.append(f"downloaded {f}")
         else:
-            lines += [f"missing: {f}" for f in todo]
+            lines += [f"missing: {f} (https://huggingface.co/{repo})" for repo, f in todo]
             if todo:
                 lines.append("switch 'download' on and queue again to fetch them")
         text = "\n".join(lines)

@@ -226,6 +226,11 @@ def tensor_upscaler(model, device=None, dtype=None):
     return _entry("hallo_core.upscale.background", "tensor_upscaler")(model, device=device, dtype=dtype)
 
 
+def download_plan(bundles: list[str]) -> list[tuple[str, str]]:
+    """(HF repo, path) of every official file the bundles need (hallo_core.models_dir)."""
+    return _entry("hallo_core.models_dir", "files_to_fetch")(bundles)
+
+
 def hf_download(repo_id: str, files: list[str], target: str, progress=None) -> list[str]:
     """Download ``files`` of ``repo_id`` into ``target`` with huggingface_hub (explicit user action only)."""
     from huggingface_hub import hf_hub_download
