@@ -128,10 +128,20 @@ def _generate(a) -> int:
         bar.set_postfix_str(f"clip {clip + 1}/{n}")
         bar.refresh()
 
-    sink = Mp4Sink(a.out, wave, sr)
     out = Path(a.out)
+    ckpt = checkpoint_path_for(out)
+    if a.resume:
+        from .pipeline.resume import load_state
+
+        if ckpt.is_file():
+            state = load_state(ckpt)
+            print(f"resuming {out} at clip {state.next_clip + 1} of {n_clips} ({state.frames_done} frames kept)",
+                  file=sys.stderr)
+        else:
+            print(f"--resume: no checkpoint {ckpt}; starting from the beginning", file=sys.stderr)
+    sink = Mp4Sink(a.out, wave, sr)
     try:
-        result = generate(net, vae, face, audio, settings, sink=sink, checkpoint=checkpoint_path_for(out),
+        result = generate(net, vae, face, audio, settings, sink=sink, checkpoint=ckpt,
                           resume=a.resume, callback=progress, model_id=str(models.net(a.hallo2).name))
     except ValueError as e:  # e.g. a resume checkpoint written for other inputs: say so, no traceback
         bar.close()

@@ -120,3 +120,48 @@ def test_resume_of_a_finished_run_is_a_no_op_and_other_settings_are_refused(inpu
     r = _cli(*_generate_args(inputs, out, "--resume", "--seed", "7"))
     assert r.returncode != 0 and "resume checkpoint" in r.stderr
     assert out.read_bytes() == before
+
+
+def test_hallo2_killed_mid_run_resumes_to_the_same_video(inputs):
+    """--hallo2 through the CLI, SIGKILLed from outside once a resume checkpoint is on disk, then
+    --resume: the finished video decodes to the frames of an uninterrupted run."""
+    import signal
+    import time
+
+    import soundfile as sf
+
+    root = inputs["root"]
+    wave, sr = sf.read(str(FIXTURES / "speech_1.wav"), dtype="float32")
+    wav = root / "long.wav"
+    seconds = 6 * 16 / 25  # 96 frames = 6 clips: the checkpoint appears after ~3, the kill lands mid-run
+    sf.write(str(wav), wave[: int(seconds * sr)], sr)
+    args = dict(inputs, wav=wav)
+
+    full = root / "h2_full.mp4"
+    r = _cli(*_generate_args(args, full, "--hallo2"))
+    assert r.returncode == 0, r.stderr[-3000:]
+
+    out = root / "h2_killed.mp4"
+    ckpt = out.with_name(out.name + ".resume.pt")
+    proc = subprocess.Popen([sys.executable, "-m", "hallo_core", *_generate_args(args, out, "--hallo2")],
+                            cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not ckpt.is_file() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    still_running = proc.poll() is None
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert still_running, "the run finished before a checkpoint was seen: " + proc.stderr.read()[-2000:]
+    import torch
+
+    done_clips = torch.load(ckpt, weights_only=True)["next_clip"]
+    assert 0 < done_clips < 6
+
+    r = _cli(*_generate_args(args, out, "--hallo2", "--resume"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"resuming {out} at clip {done_clips + 1} of 6" in r.stderr
+    a, rate_a, _, audio_a = _probe(full)
+    b, rate_b, _, audio_b = _probe(out)
+    assert a.shape[0] == b.shape[0] == 96 and rate_a == rate_b == 25
+    assert np.array_equal(a, b)
+    assert abs(audio_a - audio_b) < 1e-3 and abs(audio_b - seconds) < 0.05
