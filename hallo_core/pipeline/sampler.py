@@ -125,6 +125,21 @@ StepCallback = Callable[[int, int], None]  # (step index, number of steps)
 
 
 @torch.no_grad()
+def denoise(scheduler, latents: torch.Tensor, predict: Callable, on_step: Optional[StepCallback] = None,
+            should_stop: Optional[Callable[[], bool]] = None) -> Optional[torch.Tensor]:
+    """The scheduler loop: ``predict(latents, t, i)`` returns the (guided) v-prediction for the
+    unscaled latents and applies ``scale_model_input`` itself. None if ``should_stop`` fired."""
+    kw = step_kwargs(scheduler)
+    n = len(scheduler.timesteps)
+    for i, t in enumerate(scheduler.timesteps):
+        if should_stop is not None and should_stop():
+            return None
+        latents = scheduler.step(predict(latents, t, i), t, latents, **kw, return_dict=False)[0]
+        if on_step is not None:
+            on_step(i, n)
+    return latents
+
+
 def sample_clip(
     net,
     vae: VaeCodec,
@@ -185,26 +200,22 @@ def sample_clip(
         ref_cond = unet.prepare_reference(half, batch=1, fast=settings.fast)
     cond_masks = tuple([m[m.shape[0] // 2:] for m in lv] for lv in ctx.masks)
 
-    kw = step_kwargs(scheduler)
-    n = len(scheduler.timesteps)
-    for i, t in enumerate(scheduler.timesteps):
-        if should_stop is not None and should_stop():
-            return None
+    def predict(latents, t, i):
         if do_cfg and (settings.cfg_steps is None or i < settings.cfg_steps):
             x = scheduler.scale_model_input(torch.cat([latents, latents]), t)
             v = unet(x, t, ctx.face_tokens, reference=ref_full, face_features=ctx.face_features,
                      full_masks=ctx.masks[0], face_masks=ctx.masks[1], lip_masks=ctx.masks[2],
                      audio_tokens=audio_tokens, motion_scale=ms)
             v_u, v_c = v.chunk(2)
-            v = v_u + settings.cfg * (v_c - v_u)
-        else:
-            x = scheduler.scale_model_input(latents, t)
-            v = unet(x, t, ctx.face_tokens[1:], reference=ref_cond, face_features=ctx.face_features[1:],
-                     full_masks=cond_masks[0], face_masks=cond_masks[1], lip_masks=cond_masks[2],
-                     audio_tokens=audio_tokens[1:], motion_scale=ms, num_uncond=0)
-        latents = scheduler.step(v, t, latents, **kw, return_dict=False)[0]
-        if on_step is not None:
-            on_step(i, n)
+            return v_u + settings.cfg * (v_c - v_u)
+        x = scheduler.scale_model_input(latents, t)
+        return unet(x, t, ctx.face_tokens[1:], reference=ref_cond, face_features=ctx.face_features[1:],
+                    full_masks=cond_masks[0], face_masks=cond_masks[1], lip_masks=cond_masks[2],
+                    audio_tokens=audio_tokens[1:], motion_scale=ms, num_uncond=0)
+
+    latents = denoise(scheduler, latents, predict, on_step, should_stop)
+    if latents is None:
+        return None
 
     z = latents[0].transpose(0, 1)  # [F, 4, h, w]
     return vae.decode(z, 1 if settings.low_vram else settings.decode_chunk,
