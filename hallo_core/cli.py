@@ -89,7 +89,8 @@ def _generate(a) -> int:
 
     # front ends (other modules of the package; imported only when needed)
     try:
-        from .audio import HalloWav2Vec, embed_audio, load_audio, load_separator
+        from .audio import HalloWav2Vec, embed_audio, load_separator
+        from .audio.loading import open_waveform
         from .face import prepare_face
     except ImportError as e:  # the front ends live in hallo_core.audio / hallo_core.face
         print(f"the audio/face front ends are not available: {e}", file=sys.stderr)
@@ -108,7 +109,7 @@ def _generate(a) -> int:
                         segment_seconds=60.0 if a.hallo2 else None,
                         feature_dtype=None if a.audio_features == "auto" else getattr(torch, a.audio_features))
     del encoder, separator  # free the front-end models before diffusion
-    wave, sr = load_audio(a.audio)
+    wave, sr = open_waveform(a.audio)  # the original audio for the mp4, read as the video is written
 
     net = build_hallo_net(models.unet_config(), device="meta")
     load_hallo_weights(net, models.net(a.hallo2))

@@ -95,3 +95,56 @@ def test_mp4_is_playable_after_a_kill_and_resumes_to_the_same_frames(tmp_path):
     assert a.shape == b.shape == (5 * F, 32, 32, 3)
     assert torch.equal(a, b)  # every decoded frame identical (clips are closed constant-QP GOPs)
     assert abs(a_audio - b_audio) < 0.07
+
+
+def _decoded_audio(path):
+    import av
+
+    with av.open(str(path)) as c:
+        return np.concatenate([f.to_ndarray() for f in c.decode(c.streams.audio[0])], axis=1)
+
+
+def test_mp4_muxes_a_file_read_on_demand_exactly_like_the_whole_array(tmp_path):
+    # The CLI hands the sink the original audio file instead of a decoded copy; a stereo
+    # 44.1 kHz WAV must mux to the same audio (and video) as the array load_audio gives.
+    import soundfile as sf
+
+    from hallo_core.audio.loading import FileWaveform, load_audio_file, open_waveform
+
+    sr = 44100
+    n_frames = 2 * F + 3
+    t = np.arange(n_frames * sr // FPS + 999) / sr  # a little longer than the video
+    wav = tmp_path / "speech.wav"
+    sf.write(str(wav), np.stack([0.3 * np.sin(2 * np.pi * 220 * t), 0.2 * np.sin(2 * np.pi * 330 * t)], 1),
+             sr, subtype="PCM_16")
+    lazy, lazy_sr = open_waveform(wav)
+    whole, whole_sr = load_audio_file(wav)
+    assert isinstance(lazy, FileWaveform) and lazy_sr == whole_sr == sr and lazy.shape == whole.shape
+    assert np.array_equal(lazy[:, 1234:5678], whole[:, 1234:5678])
+    assert np.array_equal(lazy[:, whole.shape[1] - 5 : whole.shape[1] + 50], whole[:, -5:])
+
+    outs = []
+    for name, audio in (("lazy.mp4", lazy), ("whole.mp4", whole)):
+        s = Mp4Sink(tmp_path / name, audio, sr, preset="ultrafast")
+        s.open(32, 32, FPS)
+        s.write(clip(0))
+        s.write(clip(1))
+        s.write(clip(2)[:3])
+        s.close()
+        outs.append(tmp_path / name)
+    assert np.array_equal(_decoded_audio(outs[0]), _decoded_audio(outs[1]))
+    assert torch.equal(read_video(outs[0])[0], read_video(outs[1])[0])
+
+    # Formats soundfile cannot seek sample-exactly are decoded whole, as before.
+    mp3 = tmp_path / "speech.mp3"
+    import av
+
+    with av.open(str(mp3), "w") as c:
+        st = c.add_stream("mp3", rate=sr)
+        st.layout = "stereo"
+        fr = av.AudioFrame.from_ndarray(np.ascontiguousarray(whole[:, :sr]), format="fltp", layout="stereo")
+        fr.sample_rate = sr
+        for p in list(st.encode(fr)) + list(st.encode(None)):
+            c.mux(p)
+    arr, _ = open_waveform(mp3)
+    assert isinstance(arr, np.ndarray) and arr.shape[0] == 2

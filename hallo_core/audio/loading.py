@@ -180,6 +180,56 @@ class AudioFileSegments:
             raise ValueError(f"audio file {self.path} contains no samples")
 
 
+class FileWaveform:
+    """The first two channels of a WAV/FLAC/AIFF file as a read-on-demand [C, N] float32 array.
+
+    Only ``shape`` and ``[:, a:b]`` slicing are offered, which is all a streaming muxer needs:
+    the original audio of an hour-long video need not sit in memory (1.3 GB at 44.1 kHz stereo).
+    Slices hold exactly the values :func:`load_audio_file` would give.
+    """
+
+    def __init__(self, path: Union[str, os.PathLike]):
+        import soundfile as sf
+
+        self.path = Path(path)
+        self._file = sf.SoundFile(str(self.path))
+        if not self._file.seekable():
+            self._file.close()
+            raise ValueError(f"{self.path} is not seekable")
+        self.sample_rate = int(self._file.samplerate)
+        self.shape = (min(self._file.channels, 2), int(self._file.frames))
+        self.ndim = 2
+        self.dtype = np.dtype(np.float32)
+
+    def __getitem__(self, index) -> np.ndarray:
+        if not (isinstance(index, tuple) and len(index) == 2 and index[0] == slice(None)
+                and isinstance(index[1], slice) and index[1].step in (None, 1)):
+            raise IndexError("FileWaveform supports [:, a:b] only")
+        a, b, _ = index[1].indices(self.shape[1])
+        if b <= a:
+            return np.zeros((self.shape[0], 0), np.float32)
+        self._file.seek(a)
+        block = self._file.read(b - a, dtype="float32", always_2d=True)
+        return np.ascontiguousarray(block[:, : self.shape[0]].T)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def open_waveform(path: Union[str, os.PathLike]) -> Tuple[Union[np.ndarray, "FileWaveform"], int]:
+    """(waveform, rate) for muxing: read on demand for WAV/FLAC/AIFF, else decoded whole."""
+    p = Path(path)
+    if p.suffix.lower() in _SOUNDFILE_EXTS - {".ogg", ".oga"}:
+        try:
+            w = FileWaveform(p)
+            if w.shape[1] > 0:
+                return w, w.sample_rate
+            w.close()
+        except Exception:  # unreadable by soundfile: fall back to the full decoder and its errors
+            pass
+    return load_audio_file(p)
+
+
 def file_digest(path: Union[str, os.PathLike], chunk: int = 8 * 2**20) -> str:
     """Content hash of a file, read in chunks (for the embedding cache key)."""
     h = hashlib.blake2b(digest_size=20)
