@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 import urllib.error
 import urllib.request
@@ -20,6 +21,39 @@ COMFYUI_PATH = os.environ.get("COMFYUI_PATH")
 PYTHON = os.environ.get("COMFYUI_PYTHON", sys.executable)
 PACK_NAME = "hallo_pack"
 SHORT_SECONDS = 1.1
+
+
+# Prefix of a script run in ComfyUI's Python: imports ComfyUI (CPU) and this pack by path, as
+# ComfyUI's loader does; ``name`` is the pack's module name afterwards.
+PACK_IMPORT = textwrap.dedent("""
+    import importlib, importlib.util, json, os, sys, tempfile
+    sys.path.insert(0, os.environ["COMFYUI_PATH"]); sys.path.insert(0, os.environ["REPO"])
+    from comfy.cli_args import args
+    args.cpu = True
+    import torch
+    import folder_paths
+    repo = os.environ["REPO"]
+    name = repo.replace(".", "_x_")
+    spec = importlib.util.spec_from_file_location(name, os.path.join(repo, "__init__.py"),
+                                                  submodule_search_locations=[repo])
+    pack = importlib.util.module_from_spec(spec); sys.modules[name] = pack; spec.loader.exec_module(pack)
+""")
+
+
+def run_in_comfy_python(script: str, timeout: float = 900, **env) -> dict:
+    """Run PACK_IMPORT + ``script`` in COMFYUI_PYTHON; the JSON on its last stdout line.
+
+    Skips the calling test without COMFYUI_PATH (the nodes import comfy_api).
+    """
+    import pytest
+
+    if not COMFYUI_PATH:
+        pytest.skip("COMFYUI_PATH is not set (the nodes import ComfyUI's comfy_api)")
+    full_env = dict(os.environ, REPO=str(REPO), **env)
+    out = subprocess.run([PYTHON, "-c", PACK_IMPORT + textwrap.dedent(script)], env=full_env, cwd=str(REPO),
+                         capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, out.stderr[-4000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def shared_fixtures() -> Path:

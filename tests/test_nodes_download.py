@@ -4,31 +4,10 @@ Skipped without COMFYUI_PATH (the node imports comfy_api). The node runs with th
 huggingface_hub, whose HF_ENDPOINT points at tests/hf_local_hub.py serving the official trees.
 """
 
-import json
-import os
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
-
-import pytest
-
+from tests.comfy_server import run_in_comfy_python
 from tests.test_download import OFFICIAL_TREES
 
-COMFYUI_PATH = os.environ.get("COMFYUI_PATH")
-REPO = Path(__file__).resolve().parents[1]
-
-SCRIPT = textwrap.dedent("""
-    import importlib, importlib.util, json, os, sys
-    sys.path.insert(0, os.environ["COMFYUI_PATH"]); sys.path.insert(0, os.environ["REPO"])
-    from comfy.cli_args import args
-    args.cpu = True
-    import folder_paths
-    repo = os.environ["REPO"]
-    name = repo.replace(".", "_x_")
-    spec = importlib.util.spec_from_file_location(name, os.path.join(repo, "__init__.py"),
-                                                  submodule_search_locations=[repo])
-    pack = importlib.util.module_from_spec(spec); sys.modules[name] = pack; spec.loader.exec_module(pack)
+SCRIPT = """
     importlib.import_module(name + ".nodes.extension").setup()
     D = importlib.import_module(name + ".nodes.download").HalloDownloadModels
     folder_paths.folder_names_and_paths["hallo"] = ([os.environ["TARGET"]], set())
@@ -42,12 +21,10 @@ SCRIPT = textwrap.dedent("""
                                      for d, _, fs in os.walk(os.environ["TARGET"]) for f in fs
                                      if ".cache" not in d)
     print(json.dumps(res))
-""")
+"""
 
 
 def test_download_node_reports_then_fetches_from_the_right_repos(tmp_path):
-    if not COMFYUI_PATH:
-        pytest.skip("COMFYUI_PATH is not set (the node imports ComfyUI's comfy_api)")
     from hallo_core.models_dir import HALLO_REPO, files_to_fetch
     from tests.hf_local_hub import LocalHub
 
@@ -55,13 +32,10 @@ def test_download_node_reports_then_fetches_from_the_right_repos(tmp_path):
     target = tmp_path / "hallo"
     target.mkdir()
     with LocalHub(content) as hub:
-        env = dict(os.environ, REPO=str(REPO), TARGET=str(target), HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf"),
-                   HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_OFFLINE="0", HF_HUB_DISABLE_XET="1")
-        out = subprocess.run([os.environ.get("COMFYUI_PYTHON", sys.executable), "-c", SCRIPT], env=env,
-                             cwd=str(REPO), capture_output=True, text=True, timeout=600)
+        res = run_in_comfy_python(SCRIPT, timeout=600, TARGET=str(target), HF_ENDPOINT=hub.url,
+                                  HF_HOME=str(tmp_path / "hf"), HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_OFFLINE="0",
+                                  HF_HUB_DISABLE_XET="1")
         gets = [p for m, p in hub.requests if m == "GET" and "/resolve/" in p]
-    assert out.returncode == 0, out.stderr[-4000:]
-    res = json.loads(out.stdout.strip().splitlines()[-1])
 
     plan = files_to_fetch("hallo")
     assert f"0 of {len(plan)} present" in res["report"]

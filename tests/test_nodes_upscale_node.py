@@ -2,32 +2,12 @@
 an mp4 with the source's audio out, with tiny random networks (tests/upscale_tiny.py). Skipped without
 COMFYUI_PATH (the node imports comfy_api); runs in COMFYUI_PYTHON."""
 
-import json
-import os
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
+from tests.comfy_server import REPO, run_in_comfy_python
 
-import pytest
-
-COMFYUI_PATH = os.environ.get("COMFYUI_PATH")
-REPO = Path(__file__).resolve().parents[1]
-
-SCRIPT = textwrap.dedent("""
-    import importlib, importlib.util, json, os, sys, tempfile
-    sys.path.insert(0, os.environ["COMFYUI_PATH"]); sys.path.insert(0, os.environ["REPO"])
-    from comfy.cli_args import args
-    args.cpu = True
-    import numpy as np, torch
+SCRIPT = """
+    import numpy as np
     torch.set_num_threads(2)
-    import folder_paths
     from comfy_api.latest import InputImpl
-    repo = os.environ["REPO"]
-    name = repo.replace(".", "_x_")
-    spec = importlib.util.spec_from_file_location(name, os.path.join(repo, "__init__.py"),
-                                                  submodule_search_locations=[repo])
-    pack = importlib.util.module_from_spec(spec); sys.modules[name] = pack; spec.loader.exec_module(pack)
     up = importlib.import_module(name + ".nodes.upscale")
     C = importlib.import_module(name + ".nodes.common")
     # ComfyUI has its own "tests" package: load the tiny-network helpers by path
@@ -73,16 +53,11 @@ SCRIPT = textwrap.dedent("""
                    "ui": res2.ui.as_dict() if hasattr(res2.ui, "as_dict") else res2.ui,
                    "last_shape": list(res2.result[0].shape)})
     print(json.dumps(result))
-""")
+"""
 
 
-@pytest.mark.skipif(not COMFYUI_PATH, reason="COMFYUI_PATH is not set (the node imports ComfyUI's comfy_api)")
 def test_temporal_upscale_node_image_and_video_file():
-    env = dict(os.environ, REPO=str(REPO), PYTHONPATH=str(REPO))
-    out = subprocess.run([os.environ.get("COMFYUI_PYTHON", sys.executable), "-c", SCRIPT], env=env, cwd=str(REPO),
-                         capture_output=True, text=True, timeout=900)
-    assert out.returncode == 0, out.stderr[-4000:]
-    r = json.loads(out.stdout.strip().splitlines()[-1])
+    r = run_in_comfy_python(SCRIPT, PYTHONPATH=str(REPO))
     # prepare_frame enlarges small frames to 512 px before detection (as upstream), then x2
     assert r["image_shape"] == [4, 1024, 1024, 3]
     assert 0.0 <= r["image_range"][0] and r["image_range"][1] <= 1.0

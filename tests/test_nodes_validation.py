@@ -1,30 +1,11 @@
 """Node-level validation inside ComfyUI's Python: bad inputs and missing model files give clear errors
 before any model runs. Skipped without COMFYUI_PATH (the nodes import comfy_api); runs in COMFYUI_PYTHON."""
 
-import json
-import os
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
-
 import pytest
 
-COMFYUI_PATH = os.environ.get("COMFYUI_PATH")
-REPO = Path(__file__).resolve().parents[1]
+from tests.comfy_server import run_in_comfy_python
 
-SCRIPT = textwrap.dedent("""
-    import importlib, importlib.util, json, os, sys, tempfile
-    sys.path.insert(0, os.environ["COMFYUI_PATH"]); sys.path.insert(0, os.environ["REPO"])
-    from comfy.cli_args import args
-    args.cpu = True
-    import torch
-    import folder_paths
-    repo = os.environ["REPO"]
-    name = repo.replace(".", "_x_")
-    spec = importlib.util.spec_from_file_location(name, os.path.join(repo, "__init__.py"),
-                                                  submodule_search_locations=[repo])
-    pack = importlib.util.module_from_spec(spec); sys.modules[name] = pack; spec.loader.exec_module(pack)
+SCRIPT = """
     ext = importlib.import_module(name + ".nodes.extension")
     ext.setup()  # registers models/hallo
     mods = {m: importlib.import_module(f"{name}.nodes.{m}") for m in ("loaders", "audio", "face", "long_video", "sampler")}
@@ -72,18 +53,12 @@ SCRIPT = textwrap.dedent("""
     res["mask_check"] = LV.validate_inputs(steps=40, cfg=3.5, mask_rate=1.0, filename_prefix="a")
     res["steps_check"] = mods["sampler"].HalloSampler.validate_inputs(steps=0, cfg=3.5)
     print(json.dumps(res))
-""")
+"""
 
 
 @pytest.fixture(scope="module")
 def result():
-    if not COMFYUI_PATH:
-        pytest.skip("COMFYUI_PATH is not set (the nodes import ComfyUI's comfy_api)")
-    env = dict(os.environ, REPO=str(REPO))
-    out = subprocess.run([os.environ.get("COMFYUI_PYTHON", sys.executable), "-c", SCRIPT], env=env, cwd=str(REPO),
-                         capture_output=True, text=True, timeout=900)
-    assert out.returncode == 0, out.stderr[-4000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_in_comfy_python(SCRIPT)
 
 
 @pytest.mark.parametrize("key, rel", [("vae_missing", "sd-vae-ft-mse"), ("audio_missing", "wav2vec/wav2vec2-base-960h"),

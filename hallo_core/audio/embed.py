@@ -185,7 +185,7 @@ def embed_audio(
         sr, expected = source.sample_rate, source.estimated_segments
         key = None
         if cache is not None:  # the file's bytes stand for its waveform
-            key = "file-" + _content_key(np.frombuffer(bytes.fromhex(file_digest(audio)), np.uint8), sr, settings)
+            key = hashlib.blake2b(f"file|{file_digest(audio)}|{sr}|{settings}".encode(), digest_size=20).hexdigest()
         parts: Iterator[np.ndarray] = iter(source)
     else:
         wave, sr = load_audio(audio, sample_rate)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any, Iterator, Tuple, Union
+from typing import Any, Iterator, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -30,64 +30,23 @@ def _to_float32(arr: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
-def _decode_soundfile(path: Path) -> Tuple[np.ndarray, int]:
-    import soundfile as sf
-
-    data, sr = sf.read(str(path), dtype="float32", always_2d=True)  # [N, C]
-    return np.ascontiguousarray(data.T), int(sr)
-
-
-def _decode_av(path: Path) -> Tuple[np.ndarray, int]:
-    import av
-
-    with av.open(str(path)) as container:
-        if not container.streams.audio:
-            raise ValueError("no audio stream")
-        stream = container.streams.audio[0]
-        # Planar float keeps the stream's own rate and channel layout.
-        resampler = av.AudioResampler(format="fltp")
-        chunks, sr = [], None
-        for frame in container.decode(stream):
-            for out in resampler.resample(frame):
-                chunks.append(out.to_ndarray())
-                sr = out.sample_rate
-        for out in resampler.resample(None):
-            chunks.append(out.to_ndarray())
-    if not chunks or sr is None:
-        raise ValueError("no decodable audio")
-    return np.ascontiguousarray(np.concatenate(chunks, axis=1), dtype=np.float32), int(sr)
-
-
 def load_audio_file(path: Union[str, os.PathLike]) -> Tuple[np.ndarray, int]:
     """Decode a file to float32 [C, N] at its own rate (soundfile for WAV/FLAC/OGG, else PyAV)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"audio file not found: {path}")
-    errors = []
-    decoders = (_decode_soundfile, _decode_av) if path.suffix.lower() in _SOUNDFILE_EXTS else (_decode_av,)
-    for decode in decoders:
-        try:
-            wave, sr = decode(path)
-            break
-        except Exception as exc:  # both libraries raise their own error types
-            errors.append(f"{decode.__name__[8:]}: {exc}")
-    else:
-        raise ValueError(f"could not decode audio file {path} ({'; '.join(errors)})")
-    if wave.size == 0:
-        raise ValueError(f"audio file {path} contains no samples")
-    return wave, sr
+    source = AudioFileSegments(path, None)
+    (wave,) = list(source)  # one piece: the whole file
+    return wave, source.sample_rate
 
 
 class AudioFileSegments:
     """A file decoded one segment at a time: iterating yields float32 [C, n] pieces of
-    ``round(segment_seconds * rate)`` samples at the file's own rate (the last may be shorter).
+    ``round(segment_seconds * rate)`` samples at the file's own rate (the last may be shorter);
+    ``segment_seconds=None`` yields the whole file as one piece (:func:`load_audio_file`).
 
-    The pieces are exactly the slices of :func:`load_audio_file`'s array, but only one piece
-    is in memory at a time, so an hour-long file costs a segment of RAM, not the whole
-    decoded waveform (an hour of 44.1 kHz stereo is 1.3 GB as float32).
+    Only one piece is in memory at a time, so an hour-long file costs a segment of RAM, not
+    the whole decoded waveform (an hour of 44.1 kHz stereo is 1.3 GB as float32).
     """
 
-    def __init__(self, path: Union[str, os.PathLike], segment_seconds: float):
+    def __init__(self, path: Union[str, os.PathLike], segment_seconds: Optional[float]):
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"audio file not found: {self.path}")
@@ -103,9 +62,12 @@ class AudioFileSegments:
                 errors.append(f"{probe.__name__[7:]}: {exc}")
         else:
             raise ValueError(f"could not decode audio file {self.path} ({'; '.join(errors)})")
-        self.segment_samples = max(1, int(round(float(segment_seconds) * self.sample_rate)))
+        self.segment_samples = None  # the whole file at once
+        if segment_seconds is not None:
+            self.segment_samples = max(1, int(round(float(segment_seconds) * self.sample_rate)))
         # An estimate for progress reporting only (compressed streams may be off by a frame).
-        self.estimated_segments = -(-total // self.segment_samples) if total else None
+        self.estimated_segments = (1 if self.segment_samples is None else -(-total // self.segment_samples)) \
+            if total else None
 
     def _probe_soundfile(self):
         import soundfile as sf
@@ -135,7 +97,7 @@ class AudioFileSegments:
 
         with sf.SoundFile(str(self.path)) as f:
             while True:
-                block = f.read(self.segment_samples, dtype="float32", always_2d=True)
+                block = f.read(self.segment_samples or -1, dtype="float32", always_2d=True)
                 if block.shape[0] == 0:
                     return
                 yield np.ascontiguousarray(block.T)
@@ -145,7 +107,7 @@ class AudioFileSegments:
 
         with av.open(str(self.path)) as container:
             stream = container.streams.audio[0]
-            resampler = av.AudioResampler(format="fltp")  # same route as _decode_av
+            resampler = av.AudioResampler(format="fltp")  # planar float, the stream's rate and layout
             pending, have = [], 0
 
             def decoded():
@@ -158,7 +120,7 @@ class AudioFileSegments:
                     raise ValueError(f"sample rate changed mid-stream ({out.sample_rate} Hz)")
                 pending.append(out.to_ndarray().astype(np.float32, copy=False))
                 have += pending[-1].shape[1]
-                while have >= self.segment_samples:
+                while self.segment_samples is not None and have >= self.segment_samples:
                     joined = np.concatenate(pending, axis=1)
                     yield np.ascontiguousarray(joined[:, : self.segment_samples])
                     rest = joined[:, self.segment_samples :]
@@ -198,8 +160,6 @@ class FileWaveform:
             raise ValueError(f"{self.path} is not seekable")
         self.sample_rate = int(self._file.samplerate)
         self.shape = (min(self._file.channels, 2), int(self._file.frames))
-        self.ndim = 2
-        self.dtype = np.dtype(np.float32)
 
     def __getitem__(self, index) -> np.ndarray:
         if not (isinstance(index, tuple) and len(index) == 2 and index[0] == slice(None)

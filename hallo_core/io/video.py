@@ -84,9 +84,10 @@ class MemorySink(FrameSink):
 
 
 def _as_channels_first(waveform) -> np.ndarray:
-    if hasattr(waveform, "shape") and hasattr(waveform, "sample_rate") and not isinstance(
-            waveform, (np.ndarray, torch.Tensor)):
-        return waveform  # hallo_core.audio.loading.FileWaveform: [C<=2, N], read on demand
+    from ..audio.loading import FileWaveform
+
+    if isinstance(waveform, FileWaveform):
+        return waveform  # [C <= 2, N], read on demand
     a = waveform.detach().cpu().numpy() if isinstance(waveform, torch.Tensor) else np.asarray(waveform)
     a = a.astype(np.float32, copy=False)
     if a.ndim == 1:
