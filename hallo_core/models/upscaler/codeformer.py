@@ -77,8 +77,7 @@ class Downsample(nn.Module):
 
     def __init__(self, ch: int, operations: Any) -> None:
         super().__init__()
-        ops = resolve_operations(operations)
-        self.conv = ops.Conv2d(ch, ch, kernel_size=3, stride=2, padding=0)
+        self.conv = resolve_operations(operations).Conv2d(ch, ch, kernel_size=3, stride=2, padding=0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(F.pad(x, (0, 1, 0, 1), mode="constant", value=0))
@@ -87,8 +86,7 @@ class Downsample(nn.Module):
 class Upsample(nn.Module):
     def __init__(self, ch: int, operations: Any) -> None:
         super().__init__()
-        ops = resolve_operations(operations)
-        self.conv = ops.Conv2d(ch, ch, kernel_size=3, stride=1, padding=1)
+        self.conv = resolve_operations(operations).Conv2d(ch, ch, kernel_size=3, stride=1, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
