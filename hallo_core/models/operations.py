@@ -3,8 +3,8 @@
 Each constructor takes ``operations``: a namespace of layer classes (``Linear``, ``Conv2d``,
 ``GroupNorm``, ``LayerNorm``, ...), or None for ``torch.nn``. ComfyUI passes a ``comfy.ops``
 namespace so that weights can stay on the offload device and be cast at each forward.
-``comfy.ops`` has no ``BatchNorm2d`` or ``Embedding``; the two helpers below build torch's own
-class when the namespace lacks one.
+``comfy.ops`` has no ``BatchNorm2d``, and a hand-made namespace may lack ``Embedding``; the
+two helpers below build torch's own class when the namespace lacks one.
 """
 
 from __future__ import annotations
