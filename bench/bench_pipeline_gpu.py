@@ -29,8 +29,8 @@ from hallo_core.io.vae import VaeCodec  # noqa: E402
 from hallo_core.io.video import MemorySink  # noqa: E402
 from hallo_core.models import build_hallo_net  # noqa: E402
 from hallo_core.pipeline.generate import GenerationSettings, generate  # noqa: E402
-from hallo_core.pipeline.speed import fast_preset, low_vram_preset, prepare_models  # noqa: E402
-from hallo_core.pipeline.tiny import random_audio, random_face_data  # noqa: E402
+from tests.support.presets import fast_preset, low_vram_preset, prepare_models  # noqa: E402
+from tests.support.tiny_engine import random_audio, random_face_data  # noqa: E402
 
 UPSTREAM_PFLOP_PER_CLIP = 2.21
 SD_VAE = dict(in_channels=3, out_channels=3, latent_channels=4,

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import torch
 
-from tests.models_tiny import TinyParts, randomize, rel, run_clip, tiny_inputs
+from tests.support.tiny_unets import TinyParts, randomize, rel, run_clip, tiny_inputs
 
 DATA = Path(__file__).parent / "data" / "upstream_hallo_tiny.pt"
 
