@@ -4,7 +4,7 @@ Renders ``--clips`` 16-frame clips at 512 px (fp16, 40 DDIM steps, CFG 3.5 by de
 the faithful-fast path, optionally the plain upstream-equivalent path, fast mode and the
 low-VRAM settings, and prints per path: seconds of GPU compute per second of video (25 fps),
 peak VRAM (``torch.cuda.max_memory_allocated``, weights included), and achieved TFLOP/s
-against upstream's FLOP count of ~2.21 PFLOP per clip (hallo-anatomy.md section 5; that count
+against upstream's FLOP count of ~2.21 PFLOP per 16-frame clip at 512 px, 40 steps, CFG (that count
 includes upstream's wasted work, so it is the work the faithful paths *replace*). The first
 clip of every run includes one-time work (per-video caches, cuDNN autotuning) and is excluded
 when ``--clips`` > 1. Random weights: the timings are real, the pictures are not.
