@@ -36,8 +36,7 @@ def inputs(tmp_path_factory):
     import soundfile as sf
     import torch
 
-    sys.path.insert(0, str(Path(__file__).parent))
-    from tiny_models import build_models_dir
+    from tests.support.models_folder import build_models_dir
 
     if not FIXTURES.is_dir():
         pytest.skip(f"real fixtures not found at {FIXTURES} (../shared is absent)")

@@ -91,7 +91,7 @@ def test_landmarks_on_portraits(fixtures_dir, landmarker, name):
     h, w = rgb.shape[:2]
     # the face of these portraits sits well inside the frame
     assert (lm[:, 0] > 0).all() and (lm[:, 0] < w).all() and (lm[:, 1] > 0).all() and (lm[:, 1] < h).all()
-    # anatomy: lips below the eyes (ids 33/263 = eye corners, 13/14 = inner lips, 152 = chin)
+    # face geometry: lips below the eyes (ids 33/263 = eye corners, 13/14 = inner lips, 152 = chin)
     assert lm[13, 1] > lm[33, 1] and lm[13, 1] > lm[263, 1] and lm[152, 1] > lm[14, 1]
 
 

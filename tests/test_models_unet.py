@@ -8,7 +8,7 @@ import torch
 from hallo_core.models import DenoisingUNet, FaceLocator, ImageProj, ReferenceUNet
 from hallo_core.models.config import load_unet_config
 from hallo_core.models.transformers import MotionModule, _reference_rows, sinusoidal_pe
-from tests.models_tiny import FRAMES, LATENT, TINY, TinyParts, randomize, rel, run_clip, tiny_inputs
+from tests.support.tiny_unets import FRAMES, LATENT, TINY, TinyParts, randomize, rel, run_clip, tiny_inputs
 
 torch.set_num_threads(1)
 
