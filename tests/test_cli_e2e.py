@@ -73,12 +73,12 @@ def test_help_lists_every_subcommand_and_upscale_options():
     from hallo_core.cli import _parser
 
     top = _parser().format_help()  # in process: each interpreter start costs seconds of CPU
-    for cmd in ("generate", "upscale", "convert", "download"):
+    for cmd in ("generate", "upscale", "convert", "download", "doctor"):
         assert cmd in top
     up = _cli("upscale", "--help")
     assert up.returncode == 0
-    for opt in ("--input", "--output", "--upscale", "--fidelity_weight", "--model_dir", "--bg_tile",
-                "--face_upsample", "--missing_face"):
+    for opt in ("--input", "--output", "--upscale", "--fidelity-weight", "--models", "--bg-tile",
+                "--face-upsample", "--missing-face"):
         assert opt in up.stdout
     sub = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
     gen = sub.choices["generate"].format_help()
