@@ -45,6 +45,13 @@ def inputs(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli_e2e")
     torch.manual_seed(0)
     models = build_models_dir(root / "models")
+    from landmarks_env import offline_landmarks_skip_reason, write_tasks_bundle
+
+    if offline_landmarks_skip_reason():  # no legacy FaceMesh here: run the Tasks path on a real-model bundle
+        from hallo_core.face.landmarks import TASK_FILENAME
+
+        if not write_tasks_bundle(models / "face_analysis" / "models" / TASK_FILENAME):
+            pytest.skip(offline_landmarks_skip_reason())
     wave, sr = sf.read(str(fixtures_dir / "speech_1.wav"), dtype="float32")
     wav = root / "short.wav"
     sf.write(str(wav), wave[: int(SECONDS * sr)], sr)
