@@ -147,7 +147,7 @@ def _generate(a) -> int:
     from .pipeline.generate import GenerationSettings, checkpoint_path_for, generate
 
     if a.download:
-        md.download(a.models, "hallo2" if a.hallo2 else "hallo")
+        _fetch(a.models, "hallo2" if a.hallo2 else "hallo")
     models = md.resolve(a.models)
     missing = models.missing("hallo2" if a.hallo2 else "hallo")
     fatal = [m for m in missing if not any(m.startswith(f"missing {c}:") for c in OPTIONAL_COMPONENTS)]
@@ -238,10 +238,22 @@ def _convert(a) -> int:
     return 0
 
 
-def _download(a) -> int:
-    from .models_dir import download
+def _fetch(models: str, which) -> Path:
+    from .models_dir import ModelFileMissing, download
 
-    print(download(a.models, a.which))
+    try:
+        return download(models, which)
+    except (ModelFileMissing, ValueError):
+        raise
+    except Exception as e:  # network and hub errors of any HTTP stack: one line, not a traceback
+        raise UserError(
+            f"the download from Hugging Face failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
+            f"Check the connection, or fetch the files by hand: `hallo doctor --models {models} --no-selftest` "
+            "lists each missing file with its URL") from e
+
+
+def _download(a) -> int:
+    print(_fetch(a.models, a.which))
     return 0
 
 

@@ -84,3 +84,20 @@ def test_upscale_arguments_match_the_engine_entry_point():
     ours["model_dir"] = ours.pop("models")
     assert set(engine) == set(ours)
     assert {k: engine[k] for k in engine} == {k: ours[k] for k in engine}
+
+
+def test_offline_download_is_one_error_line(monkeypatch, tmp_path, capsys):
+    from hallo_core import cli, models_dir
+
+    def offline(models, which):
+        raise ConnectionError("Name or service not known")
+
+    monkeypatch.setattr(models_dir, "download", offline)
+    assert cli.main(["download", "--models", str(tmp_path), "--which", "vae"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: the download from Hugging Face failed (ConnectionError")
+    assert f"hallo doctor --models {tmp_path}" in err[0]
+    # an unknown name is the user's mistake too, named with the valid ones (before any network use)
+    monkeypatch.undo()
+    assert cli.main(["download", "--models", str(tmp_path), "--which", "vea"]) == 2
+    assert "unknown component 'vea'" in capsys.readouterr().err
