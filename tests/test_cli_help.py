@@ -101,3 +101,19 @@ def test_offline_download_is_one_error_line(monkeypatch, tmp_path, capsys):
     monkeypatch.undo()
     assert cli.main(["download", "--models", str(tmp_path), "--which", "vea"]) == 2
     assert "unknown component 'vea'" in capsys.readouterr().err
+
+
+def test_generate_refuses_only_for_required_files(tmp_path, capsys):
+    """README and CLI agree: the SD1.5 UNet config and the vocal separator are optional."""
+    from hallo_core import cli
+
+    assert cli.main(["generate", "--models", str(tmp_path), "--image", "x.png", "--audio", "x.wav",
+                     "--out", str(tmp_path / "o.mp4")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: missing hallo:")
+    for required in ("vae", "wav2vec", "face_analysis"):
+        assert f"missing {required}:" in err
+    assert "unet_config" not in err and "audio_separator" not in err
+    readme = (REPO / "README.md").read_text()
+    assert "stable-diffusion-v1-5/unet/config.json         # optional" in readme
+    assert "audio_separator/Kim_Vocal_2.onnx               # optional" in readme
