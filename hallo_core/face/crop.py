@@ -91,8 +91,8 @@ def crop_for_face(face_box, width: int, height: int, margin: float = DEFAULT_MAR
 
 
 def even_size(value: float, cap: Optional[int] = None) -> int:
-    """Nearest even integer >= 2 (H.264 with yuv420p needs even sides), not above ``cap``."""
-    n = max(2, 2 * int(round(value / 2.0)))
+    """Nearest even integer >= 2 (H.264 with yuv420p needs even sides), halves up, not above ``cap``."""
+    n = max(2, 2 * int(np.floor(value / 2.0 + 0.5)))
     if cap is not None and n > cap:
         n = max(2, cap - cap % 2)
     return n
