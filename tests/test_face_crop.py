@@ -53,6 +53,13 @@ def test_crop_pads_only_when_the_face_nearly_fills_the_image():
     assert np.array_equal(sq[0, left:left + 300], img[0]) and np.array_equal(sq[-1, left:left + 300], img[-1])
 
 
+def test_crop_box_round_trips_through_face_data_fields():
+    c = crop_for_face((0, 0, 300, 200), 300, 200)
+    assert CropBox.from_box(c.box, (300, 200)) == c
+    with pytest.raises(ValueError, match="not square"):
+        CropBox.from_box((0, 0, 10, 12), (100, 100))
+
+
 def test_extract_inside_is_a_plain_slice_and_resizes():
     img = _noise(720, 1280)
     c = CropBox(100, 50, 400, 1280, 720)

@@ -15,7 +15,7 @@ from PIL import Image
 
 from tests.landmarks_env import offline_landmarks_skip_reason
 from hallo_core.face import (BlankImageError, FaceIndexError, FaceTooSmallError, ImageDecodeError, NoFaceError,
-                             check_image, frame_face, load_image, prepare_face)
+                             check_image, frame_face, load_image, prepare_face, prepare_framed_face)
 from hallo_core.face.find import FaceBox, MediapipeFaceDetector, ScrfdFaceDetector, get_face_detector
 from hallo_core.face.masks import SILHOUETTE_IDS
 from hallo_core.io.paste_back import FramePaster, PasteBackSink
@@ -60,9 +60,11 @@ def test_landscape_crop_on_the_face_and_full_frame_paste(landscape, tmp_path):
     assert x0 <= fx0 and y0 <= fy0 and fx1 <= x1 and fy1 <= y1  # the whole face is in the crop
     assert 0.3 < fr.face.side / c.side < 0.5
     # landmarks on the crop land on the portrait's face
-    d = _prep(fr.crop_image(), face_hint=fr.face_in_crop())
-    nose = d.landmarks[1].numpy() + (c.x0, c.y0)
-    assert _inside(nose, fr.face.box)
+    d = prepare_framed_face(fr, None, with_embedding=False, use_cache=False)
+    assert d.crop_box == c.box and d.source_size == (1280, 720) and d.pixels.shape == (3, 512, 512)
+    assert _inside(d.landmarks[1].numpy(), fr.face.box)  # in source pixels
+    squashed = prepare_framed_face(fr, None, frame="stretch", with_embedding=False, use_cache=False)
+    assert torch.equal(squashed.pixels, _prep(landscape).pixels) and squashed.crop_box is None
 
     paster = FramePaster(landscape, c, feather=0.08)
     assert paster.size == (1280, 720)
@@ -153,12 +155,15 @@ def test_square_portraits_keep_the_faithful_path(fixtures_dir, n, caplog):
     assert fr.faithful and len(fr.faces) == 1
     today = _prep(p)
     # the faithful path is the unchanged whole-image call; a hint on its one face changes nothing
+    framed = prepare_framed_face(fr, None, with_embedding=False, use_cache=False)
     hinted = _prep(p, face_hint=fr.face.box)
-    assert torch.equal(today.landmarks, hinted.landmarks) and today.face_box == hinted.face_box
-    assert torch.equal(today.pixels, hinted.pixels) and torch.equal(today.face_region, hinted.face_region)
-    for a, b in zip(today.full_masks + today.face_masks + today.lip_masks,
-                    hinted.full_masks + hinted.face_masks + hinted.lip_masks):
-        assert torch.equal(a, b)
+    for other in (framed, hinted):
+        assert torch.equal(today.landmarks, other.landmarks) and today.face_box == other.face_box
+        assert torch.equal(today.pixels, other.pixels) and torch.equal(today.face_region, other.face_region)
+        assert today.crop_box == other.crop_box is None
+        for a, b in zip(today.full_masks + today.face_masks + today.lip_masks,
+                        other.full_masks + other.face_masks + other.lip_masks):
+            assert torch.equal(a, b)
     # had it been cropped, landmarks would move by at most a pixel
     crop = _prep(fr.crop_image(), face_hint=fr.face_in_crop())
     moved = (crop.landmarks.numpy() + (fr.crop.x0, fr.crop.y0)) - today.landmarks.numpy()

@@ -12,7 +12,7 @@ from .embed import ArcFace, align_face, alignment_matrix, umeyama
 from .errors import (BadImageError, BlankImageError, FaceIndexError, FaceTooSmallError, ImageDecodeError,
                      NoFaceError)
 from .find import FaceBox, choose_face, detect_faces, draw_faces, get_face_detector
-from .framing import FaceFraming, frame_face
+from .framing import FaceFraming, frame_face, prepare_framed_face
 from .image import to_rgb_uint8
 from .landmarks import FaceLandmarks, LandmarkerUnavailableError, get_landmarker
 from .masks import MaskSet, compute_masks
@@ -24,5 +24,5 @@ __all__ = [
     "LandmarkerUnavailableError", "MaskSet", "NoFaceError", "SCRFD", "align_face", "alignment_matrix",
     "check_image", "choose_face", "clear_cache", "compute_masks", "crop_for_face", "detect_faces",
     "draw_faces", "fills_square", "frame_face", "get_face_detector", "get_landmarker", "load_image",
-    "output_size", "prepare_face", "to_rgb_uint8", "umeyama",
+    "output_size", "prepare_face", "prepare_framed_face", "to_rgb_uint8", "umeyama",
 ]

@@ -32,6 +32,14 @@ class CropBox:
     width: int  # source image size, so the crop knows what it pads
     height: int
 
+    @classmethod
+    def from_box(cls, box, source_size) -> "CropBox":
+        """Rebuild from ``FaceData.crop_box`` (x0, y0, x1, y1) and ``FaceData.source_size`` (w, h)."""
+        x0, y0, x1, y1 = (int(v) for v in box)
+        if x1 - x0 != y1 - y0:
+            raise ValueError(f"crop box {tuple(box)} is not square")
+        return cls(x0, y0, x1 - x0, int(source_size[0]), int(source_size[1]))
+
     @property
     def box(self) -> Tuple[int, int, int, int]:
         return self.x0, self.y0, self.x0 + self.side, self.y0 + self.side

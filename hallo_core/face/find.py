@@ -112,13 +112,13 @@ class MediapipeFaceDetector:
     name = "mediapipe"
 
     def __init__(self, min_score: float = 0.5, tiles: bool = True) -> None:
-        from .landmarks import _import_mediapipe  # noqa: PLC0415 - mediapipe is heavy
+        from .landmarks import LandmarkerUnavailableError, _import_mediapipe  # noqa: PLC0415 - heavy
 
         mp = _import_mediapipe()
         try:
             module = mp.solutions.face_detection
         except (AttributeError, ImportError) as exc:  # pragma: no cover - depends on the install
-            raise NoFaceError(
+            raise LandmarkerUnavailableError(
                 f"no face detector available: {DETECTOR_FILENAME} is missing and mediapipe "
                 f"{getattr(mp, '__version__', '?')} has no bundled face_detection"
             ) from exc

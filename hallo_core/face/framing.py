@@ -7,6 +7,7 @@ and whether the picture can go down the faithful whole-image path instead.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
@@ -17,6 +18,7 @@ from .crop import DEFAULT_MARGIN, MIN_FACE_SIZE, CropBox, crop_for_face, fills_s
 from .errors import FaceTooSmallError, NoFaceError
 from .find import FaceBox, choose_face, detect_faces, draw_faces, get_face_detector
 from .image import ImageLike
+from .preprocess import prepare_face
 
 
 @dataclass
@@ -93,3 +95,28 @@ def frame_face(
     crop = crop_for_face(face.box, w, h, margin)
     faithful = index == largest and fills_square(w, h, face.box)
     return FaceFraming(rgb, faces, index, crop, faithful, getattr(det, "name", type(det).__name__))
+
+
+def prepare_framed_face(framing: FaceFraming, models=None, size: int = 512, frame: str = "auto",
+                        **kwargs):
+    """:func:`prepare_face` on what ``framing`` chose: the whole picture or the face's crop.
+
+    ``frame``: "auto" takes the whole picture when ``framing.faithful`` (today's path, the
+    same call as before) and the crop otherwise; "crop" always crops; "stretch" squashes
+    the whole picture as upstream does. For a crop, ``crop_box`` and ``source_size`` of
+    the result say where to paste the frames back, and ``landmarks`` are shifted to
+    source pixels. Other keyword arguments go to :func:`prepare_face`.
+    """
+    if frame not in ("auto", "crop", "stretch"):
+        raise ValueError(f"frame must be 'auto', 'crop' or 'stretch', not {frame!r}")
+    if frame == "stretch" or (frame == "auto" and framing.faithful):
+        return prepare_face(framing.rgb, models, size=size, **kwargs)
+    data = prepare_face(framing.crop_image(), models, size=size, face_hint=framing.face_in_crop(), **kwargs)
+    c = framing.crop
+    lms = data.landmarks
+    if lms is not None:
+        lms = lms + lms.new_tensor([c.x0, c.y0])
+    notes = list(data.notes)
+    if len(framing.faces) > 1:
+        notes.append(f"{len(framing.faces)} faces found: animating face {framing.index} (0 = leftmost)")
+    return dataclasses.replace(data, crop_box=c.box, source_size=framing.source_size, landmarks=lms, notes=notes)
