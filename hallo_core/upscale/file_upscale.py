@@ -125,6 +125,10 @@ def add_upscale_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser
                    help="frames without a face: background only, or reuse the last landmarks")
     p.add_argument("--smooth_landmarks", type=float, default=0.0, help="temporal landmark smoothing in [0, 1)")
     p.add_argument("--crf", type=int, default=18, help="x264 quality")
+    p.add_argument("--paste_into", nargs="?", const="", default=None, metavar="IMAGE",
+                   help="paste the restored crop video back into the photo (default: the sidecar's source)")
+    p.add_argument("--framing", default=None, help="crop record (default: INPUT.framing.json)")
+    p.add_argument("--max_side", type=int, default=1920, help="with --paste_into: cap on the long side")
     return p
 
 
@@ -135,7 +139,7 @@ def run_upscale(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     paster = None  # read before the models load: a wrong crop record fails fast
-    if getattr(args, "paste_into", None) is not None:
+    if args.paste_into is not None:
         from ..pipeline.full_frame import paster_from_sidecar, sidecar_path
 
         sidecar = args.framing or sidecar_path(args.input)
