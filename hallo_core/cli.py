@@ -179,11 +179,9 @@ def _generate(a) -> int:
     try:
         from .audio import HalloWav2Vec, embed_audio, load_separator
         from .audio.loading import open_waveform
-        from .face import frame_face  # noqa: F401
+        from .pipeline.full_frame import frame_input, write_sidecar  # the face front end
     except ImportError as e:  # the front ends live in hallo_core.audio / hallo_core.face
         raise UserError(f"the audio/face front ends are not available: {e}") from e
-
-    from .pipeline.full_frame import frame_input, write_sidecar
 
     try:  # the photo is checked and framed before any generation model loads
         framed = frame_input(a.image, models.require("face_analysis").parent, size=a.size, face_index=a.face,

@@ -100,6 +100,9 @@ def frame_input(image, face_models: Optional[Union[str, os.PathLike]], size: int
     det_path = FaceModelPaths.from_dir(face_models).detector if face_models is not None else None
     framing = frame_face(image, detector_path=det_path, face_index=face_index, margin=margin, backend=detector)
     engine_frame = {"auto": "auto", "square": "crop", "stretch": "stretch"}[frame]
+    if frame == "stretch" and face_index is not None:
+        # the whole picture's landmarks would otherwise follow the largest face, not the chosen one
+        prepare_kw.setdefault("face_hint", framing.face.box)
     face = prepare_framed_face(framing, face_models, size=size, frame=engine_frame, **prepare_kw)
     if frame == "stretch" or (frame == "auto" and framing.faithful):
         return FramedInput(framing, face, "whole", None)
