@@ -17,6 +17,7 @@ from typing import List, Optional
 DTYPE_NAMES = ("bf16", "fp16", "fp32")
 SCHEDULER_NAMES = ("ddim", "dpmpp", "unipc", "euler")
 UPSCALE_SCALES = (1, 2, 4, 8)
+FRAME_NAMES = ("auto", "square", "stretch")
 # generate runs without these: built-in SD1.5 UNet values, no vocal separation
 OPTIONAL_COMPONENTS = ("unet_config", "audio_separator")
 DOWNLOAD_NAMES = {
@@ -66,6 +67,12 @@ def _add_upscale_arguments(p: argparse.ArgumentParser) -> None:
                    help="frames without a face: background only, or reuse the last landmarks")
     p.add_argument("--smooth-landmarks", type=float, default=0.0, help="temporal landmark smoothing in [0, 1)")
     p.add_argument("--crf", type=int, default=18, help="x264 quality (default 18)")
+    p.add_argument("--paste-into", nargs="?", const="", default=None, metavar="IMAGE",
+                   help="paste the restored crop video (from generate --frame square) back into the photo; "
+                        "IMAGE defaults to the source named in INPUT.framing.json")
+    p.add_argument("--framing", default=None, metavar="JSON",
+                   help="crop record for --paste-into (default: INPUT.framing.json, written by generate)")
+    p.add_argument("--max-side", type=int, default=1920, help="with --paste-into: cap on the video's long side")
     # the spellings of earlier releases (upstream's video_sr.py style)
     _alias(p, "--model_dir", "models")
     _alias(p, "--fidelity_weight", "fidelity_weight", type=float)
@@ -84,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("generate", help="animate a portrait from an audio file into an mp4", formatter_class=fmt)
     g.add_argument("--models", required=True, help="models folder in the official Hugging Face layout")
-    g.add_argument("--image", required=True, help="reference portrait (any image PIL reads)")
+    g.add_argument("--image", required=True, help="any photo with a face (PNG, JPEG, WebP, ...)")
     g.add_argument("--audio", required=True, help="speech audio (wav/mp3/... via PyAV); sets the length")
     g.add_argument("--out", required=True, help="output .mp4 (H.264 + the original audio)")
     g.add_argument("--steps", type=int, default=40, help="denoising steps per clip")
@@ -94,6 +101,16 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--face-weight", type=float, default=1.0, help="audio-driven expression")
     g.add_argument("--lip-weight", type=float, default=1.0, help="audio-driven lip motion")
     g.add_argument("--size", type=int, default=512, help="square working size (multiple of 64)")
+    g.add_argument("--face", type=int, default=None, metavar="N",
+                   help="which face to animate, counted left to right from 0 (default: the largest)")
+    g.add_argument("--frame", choices=FRAME_NAMES, default="auto",
+                   help="auto: a square photo the face fills is animated whole (upstream's path), any "
+                        "other is cropped around the face and pasted back; square: the crop video; "
+                        "stretch: squash the whole photo into the square (upstream)")
+    g.add_argument("--margin", type=float, default=0.75, help="crop margin per side, x the face's size")
+    g.add_argument("--max-side", type=int, default=1920, help="cap on the pasted-back video's long side")
+    g.add_argument("--detector", choices=("auto", "scrfd", "mediapipe"), default="auto",
+                   help="face finder: auto = SCRFD when face_analysis/ has it, else mediapipe")
     g.add_argument("--device", default="auto", help="torch device (auto = cuda if available, else cpu)")
     g.add_argument("--dtype", choices=DTYPE_NAMES, default=None,
                    help="default: fp16 on CUDA (upstream's), fp32 on CPU")
@@ -162,15 +179,17 @@ def _generate(a) -> int:
     try:
         from .audio import HalloWav2Vec, embed_audio, load_separator
         from .audio.loading import open_waveform
-        from .face import prepare_face
+        from .pipeline.full_frame import frame_input, write_sidecar  # the face front end
     except ImportError as e:  # the front ends live in hallo_core.audio / hallo_core.face
         raise UserError(f"the audio/face front ends are not available: {e}") from e
 
-    from PIL import Image
-
-    with Image.open(a.image) as im:  # prepare_face takes pixels, not a path
-        image = im.convert("RGB")
-    face = prepare_face(image, models.require("face_analysis").parent, size=a.size)
+    try:  # the photo is checked and framed before any generation model loads
+        framed = frame_input(a.image, models.require("face_analysis").parent, size=a.size, face_index=a.face,
+                             frame=a.frame, margin=a.margin, max_side=a.max_side, detector=a.detector)
+    except ValueError as e:  # BadImageError (no face, too small, bad index, undecodable) or a bad value
+        raise UserError(str(e)) from e
+    face = framed.face
+    print("face:", framed.summary(), file=sys.stderr)
     for note in face.notes:
         print("face:", note, file=sys.stderr)
     encoder = HalloWav2Vec.from_pretrained(models.require("wav2vec"), device=device)
@@ -210,10 +229,11 @@ def _generate(a) -> int:
                   file=sys.stderr)
         else:
             print(f"--resume: no checkpoint {ckpt}; starting from the beginning", file=sys.stderr)
-    sink = Mp4Sink(a.out, wave, sr)
+    sink = framed.sink(Mp4Sink(a.out, wave, sr))
+    write_sidecar(out, framed, Path(a.image).resolve())
     try:
-        result = generate(net, vae, face, audio, settings, sink=sink, checkpoint=ckpt,
-                          resume=a.resume, callback=progress, model_id=str(models.net(a.hallo2).name))
+        result = generate(net, vae, face, audio, settings, sink=sink, checkpoint=ckpt, resume=a.resume,
+                          callback=progress, model_id=str(models.net(a.hallo2).name) + framed.resume_tag)
     except ValueError as e:  # e.g. a resume checkpoint written for other inputs
         bar.close()
         raise UserError(str(e)) from e
@@ -227,7 +247,12 @@ def _upscale(a) -> int:
 
     # run_upscale reads the engine's attribute names
     a.model_dir = a.models
-    return run_upscale(a)
+    try:
+        return run_upscale(a)
+    except (ValueError, FileNotFoundError) as e:
+        if a.paste_into is None:
+            raise
+        raise UserError(str(e)) from e
 
 
 def _convert(a) -> int:

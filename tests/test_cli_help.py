@@ -65,6 +65,12 @@ def test_cli_tables_equal_the_engine_tables():
 
     assert tuple(cli.SCHEDULER_NAMES) == tuple(SCHEDULER_NAMES)
     assert tuple(cli.UPSCALE_SCALES) == tuple(SCALES)
+    from hallo_core.face.crop import DEFAULT_MARGIN, DEFAULT_MAX_SIDE
+    from hallo_core.pipeline.full_frame import FRAME_MODES
+
+    assert tuple(cli.FRAME_NAMES) == tuple(FRAME_MODES)
+    g = _subparsers()["generate"].parse_args(["--models", "M", "--image", "i", "--audio", "a", "--out", "o"])
+    assert (g.margin, g.max_side, g.frame, g.face) == (DEFAULT_MARGIN, DEFAULT_MAX_SIDE, "auto", None)
     # every name download accepts is listed in its --help, and nothing else
     assert set(cli.DOWNLOAD_NAMES["components"]) == set(models_dir.COMPONENTS)
     assert set(cli.DOWNLOAD_NAMES["bundles"]) == set(models_dir.BUNDLES)

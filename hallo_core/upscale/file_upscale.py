@@ -76,6 +76,7 @@ def upscale_video(
     fidelity: float = 0.5,
     crf: int = 18,
     progress: Optional[Callable[[int, Optional[int]], None]] = None,
+    paster=None,
     **kwargs,
 ) -> UpscaleReport:
     """Upscale a video file into an H.264 mp4 with the input's audio copied.
@@ -84,14 +85,26 @@ def upscale_video(
     16-frame window). Every input frame is written, the last one included. ``kwargs`` go
     to :func:`~hallo_core.upscale.video_upscale.upscale_frames_bgr` (face_upsample,
     face_mode, missing_face, landmark_smoothing, fp16, interrupt).
+
+    ``paster``: a :class:`hallo_core.io.paste_back.FramePaster` for a square crop video;
+    each restored frame is pasted into the source photo as it streams, so the output has
+    the photo's aspect and size (capped by the paster's ``max_side``).
     """
     info = probe(input_path)
     report = UpscaleReport()
     frames = upscale_frames_bgr(
         read_frames_bgr(input_path), models.codeformer, models.detector, models.parser,
         models.bg_upscaler, scale, fidelity, progress=progress, total=info.frames, report=report, **kwargs)
+    if paster is not None:
+        frames = _pasted_bgr(frames, paster)
     write_video(output_path, frames, info.fps, audio_from=input_path, crf=crf)
     return report
+
+
+def _pasted_bgr(frames, paster):
+    """BGR crop frames (any size) -> BGR full frames, one at a time."""
+    for bgr in frames:
+        yield paster.paste(bgr[None, :, :, ::-1])[0][:, :, ::-1]
 
 
 def add_upscale_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -112,6 +125,10 @@ def add_upscale_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser
                    help="frames without a face: background only, or reuse the last landmarks")
     p.add_argument("--smooth_landmarks", type=float, default=0.0, help="temporal landmark smoothing in [0, 1)")
     p.add_argument("--crf", type=int, default=18, help="x264 quality")
+    p.add_argument("--paste_into", nargs="?", const="", default=None, metavar="IMAGE",
+                   help="paste the restored crop video back into the photo (default: the sidecar's source)")
+    p.add_argument("--framing", default=None, help="crop record (default: INPUT.framing.json)")
+    p.add_argument("--max_side", type=int, default=1920, help="with --paste_into: cap on the long side")
     return p
 
 
@@ -121,6 +138,12 @@ def run_upscale(args: argparse.Namespace) -> int:
     import sys
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    paster = None  # read before the models load: a wrong crop record fails fast
+    if args.paste_into is not None:
+        from ..pipeline.full_frame import paster_from_sidecar, sidecar_path
+
+        sidecar = args.framing or sidecar_path(args.input)
+        paster = paster_from_sidecar(sidecar, args.paste_into or None, max_side=args.max_side)
     models = load_upscaler_models(args.model_dir, args.device, args.fp16, args.bg_tile,
                                   use_bg_upscaler=not args.no_bg_upsampler)
 
@@ -129,7 +152,7 @@ def run_upscale(args: argparse.Namespace) -> int:
         sys.stderr.flush()
 
     report = upscale_video(args.input, args.output, models, args.upscale, args.fidelity_weight, crf=args.crf,
-                           progress=progress, face_upsample=args.face_upsample, face_mode=args.face,
+                           progress=progress, paster=paster, face_upsample=args.face_upsample, face_mode=args.face,
                            missing_face=args.missing_face, landmark_smoothing=args.smooth_landmarks,
                            fp16=args.fp16)
     sys.stderr.write(f"\nwrote {report.frames} frames to {args.output} ({report.faceless} without a face)\n")

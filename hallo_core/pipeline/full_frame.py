@@ -1,0 +1,148 @@
+"""Any photo in, full-frame video out: the glue between face framing, the sampler's sink and the file.
+
+:func:`frame_input` runs before any generation model loads: it decodes and checks the
+photo, finds and picks the face, and decides how the video is framed:
+
+* ``whole``: the picture goes to the model whole (a square photo the face fills, in auto
+  mode: today's faithful path, the very same ``prepare_face`` call; or ``stretch``:
+  upstream's squash of any photo into the square);
+* ``square``: the square crop around the face is the video;
+* ``paste``: the crop is animated and every clip is pasted back into the photo as it
+  streams (:class:`hallo_core.io.paste_back.PasteBackSink`), at the photo's aspect.
+
+The resume checkpoint keeps what the sampler keeps (working-size motion frames and the RNG
+state); the paste-back geometry is folded into its hash, so a resume with another output
+size or crop is refused instead of mixing frame sizes in one file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+from ..face.crop import DEFAULT_MARGIN, DEFAULT_MAX_SIDE, CropBox
+from ..io.paste_back import DEFAULT_FEATHER, FramePaster, PasteBackSink
+
+FRAME_MODES = ("auto", "square", "stretch")
+
+
+@dataclass
+class FramedInput:
+    """The checked photo, the chosen face, the prepared FaceData and how frames are framed."""
+
+    framing: object  # hallo_core.face.FaceFraming
+    face: object  # hallo_core.types.FaceData, what the model animates
+    mode: str  # "whole", "square" or "paste"
+    paster: Optional[FramePaster]  # set in "paste" mode
+
+    def sink(self, inner):
+        """The sampler's sink: ``inner`` itself, or the paste-back wrapper around it."""
+        return inner if self.paster is None else PasteBackSink(inner, self.paster)
+
+    @property
+    def crop(self) -> Optional[CropBox]:
+        return None if self.mode == "whole" else self.framing.crop
+
+    @property
+    def resume_tag(self) -> str:
+        """Empty for whole/square (their frames are the sampler's), else the paste geometry."""
+        if self.paster is None:
+            return ""
+        return f"|paste {self.paster.width}x{self.paster.height} crop {self.paster.crop.box} rect {self.paster.rect}"
+
+    def summary(self) -> str:
+        fr = self.framing
+        n = len(fr.faces)
+        head = f"{n} face{'s' if n != 1 else ''} found ({fr.detector}), animating face {fr.index} (0 = leftmost)"
+        if self.mode == "whole":
+            return f"{head}; whole {fr.source_size[0]}x{fr.source_size[1]} image"
+        box = fr.crop.box
+        tail = (f"; pasted back into {self.paster.width}x{self.paster.height}" if self.paster is not None
+                else "; square crop video")
+        return f"{head}; crop box {box}{tail}"
+
+    def sidecar(self, source: Union[str, os.PathLike, None] = None) -> dict:
+        """What a later ``hallo upscale --paste-into`` needs, plus what was chosen (JSON-ready)."""
+        fr = self.framing
+        return {
+            "source": os.fspath(source) if source is not None else None,
+            "source_size": list(fr.source_size),
+            "mode": self.mode,
+            "detector": fr.detector,
+            "faces": [[round(float(v), 1) for v in f.box] for f in fr.faces],
+            "face_index": fr.index,
+            "crop_box": list(fr.crop.box) if self.crop is not None else None,
+            "output_size": list(self.paster.size) if self.paster is not None else None,
+        }
+
+
+def frame_input(image, face_models: Optional[Union[str, os.PathLike]], size: int = 512,
+                face_index: Optional[int] = None, frame: str = "auto", margin: float = DEFAULT_MARGIN,
+                max_side: int = DEFAULT_MAX_SIDE, detector: str = "auto",
+                feather: float = DEFAULT_FEATHER, **prepare_kw) -> FramedInput:
+    """Check ``image`` (a path or pixels), choose the face and prepare what the model animates.
+
+    ``frame``: "auto" (whole picture when it is a square the face fills, else crop and paste
+    back), "square" (the crop is the video) or "stretch" (upstream's squash). ``detector``:
+    "auto" (SCRFD when ``face_models`` holds it, else mediapipe), "scrfd" or "mediapipe".
+    Raises :class:`hallo_core.face.BadImageError` subclasses with a message for the user.
+    """
+    from ..face import frame_face, load_image, prepare_framed_face
+    from ..face.preprocess import FaceModelPaths
+
+    if frame not in FRAME_MODES:
+        raise ValueError(f"frame must be one of {FRAME_MODES}, not {frame!r}")
+    if isinstance(image, (str, os.PathLike)):
+        image = load_image(image)
+    det_path = FaceModelPaths.from_dir(face_models).detector if face_models is not None else None
+    framing = frame_face(image, detector_path=det_path, face_index=face_index, margin=margin, backend=detector)
+    engine_frame = {"auto": "auto", "square": "crop", "stretch": "stretch"}[frame]
+    if frame == "stretch" and face_index is not None:
+        # the whole picture's landmarks would otherwise follow the largest face, not the chosen one
+        prepare_kw.setdefault("face_hint", framing.face.box)
+    face = prepare_framed_face(framing, face_models, size=size, frame=engine_frame, **prepare_kw)
+    if frame == "stretch" or (frame == "auto" and framing.faithful):
+        return FramedInput(framing, face, "whole", None)
+    if frame == "square":
+        return FramedInput(framing, face, "square", None)
+    paster = FramePaster(framing.rgb, framing.crop, max_side=max_side, feather=feather)
+    return FramedInput(framing, face, "paste", paster)
+
+
+def sidecar_path(video: Union[str, os.PathLike]) -> Path:
+    """``OUT.mp4`` -> ``OUT.mp4.framing.json``."""
+    p = Path(video)
+    return p.with_name(p.name + ".framing.json")
+
+
+def write_sidecar(video, framed: FramedInput, source=None) -> Path:
+    path = sidecar_path(video)
+    path.write_text(json.dumps(framed.sidecar(source), indent=2))
+    return path
+
+
+def paster_from_sidecar(sidecar: Union[str, os.PathLike], image: Union[str, os.PathLike, None] = None,
+                        max_side: int = DEFAULT_MAX_SIDE, feather: float = DEFAULT_FEATHER) -> FramePaster:
+    """A FramePaster for a square crop video made by ``generate --frame square``.
+
+    ``image`` overrides the sidecar's source path (it must have the recorded size). The
+    crop frames may be any size (e.g. upscaled): each is resized to the crop's place.
+    """
+    from ..face import check_image, load_image
+
+    meta = json.loads(Path(sidecar).read_text())
+    if not meta.get("crop_box"):
+        raise ValueError(f"{sidecar}: the video is of the whole image ({meta.get('mode')} mode); "
+                         "there is no crop to paste back")
+    src = image if image is not None else meta.get("source")
+    if not src:
+        raise ValueError(f"{sidecar} names no source image; pass the photo")
+    rgb = check_image(load_image(src))
+    crop = CropBox.from_box(meta["crop_box"], meta["source_size"])
+    if (rgb.shape[1], rgb.shape[0]) != tuple(meta["source_size"]):
+        raise ValueError(f"{src} is {rgb.shape[1]}x{rgb.shape[0]}, but the crop was made for "
+                         f"{meta['source_size'][0]}x{meta['source_size'][1]}")
+    return FramePaster(rgb, crop, max_side=max_side, feather=feather)
