@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = {
     "hallo_portrait_to_video": "Hallo portrait to talking video",
     "hallo2_long_video": "Hallo2 long talking video",
-    "hallo2_long_video_upscaled": "Hallo2 long talking video with face upscale x2",
+    "hallo2_long_video_upscaled": "Hallo2 long video upscaled x2",
 }
 
 # Nodes that exist only in the frontend (no backend class, never sent to /prompt).
