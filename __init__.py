@@ -1,7 +1,7 @@
 """Hallo / Hallo2 audio-driven portrait animation for ComfyUI (V3 node pack).
 
 Importing this package downloads nothing and writes nothing: it registers ``models/hallo`` with
-folder_paths and lists the nodes. Heavy libraries load only when a node runs.
+folder_paths, makes the server send the ``.md`` help pages as text, and lists the nodes. Heavy libraries load only when a node runs.
 """
 
 import importlib.util
@@ -35,7 +35,27 @@ def _expose_hallo_core() -> None:
     spec.loader.exec_module(module)
 
 
+def _serve_markdown_as_text() -> None:
+    """Map ``.md`` to text/markdown where nothing maps it yet, so the help pages in web/docs are served
+    as text. aiohttp's static files take their type from aiohttp's own table (built without the system
+    mime.types), which on Python before 3.13 has no ``.md`` and answers application/octet-stream."""
+    import mimetypes
+
+    tables = [mimetypes]
+    try:
+        from aiohttp import web_fileresponse
+
+        if hasattr(getattr(web_fileresponse, "CONTENT_TYPES", None), "add_type"):
+            tables.append(web_fileresponse.CONTENT_TYPES)
+    except ImportError:
+        pass
+    for table in tables:
+        if table.guess_type("help.md")[0] is None:
+            table.add_type("text/markdown", ".md")
+
+
 _expose_hallo_core()
+_serve_markdown_as_text()
 
 
 async def comfy_entrypoint():

@@ -19,7 +19,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 COMFYUI_PATH = os.environ.get("COMFYUI_PATH")
 PYTHON = os.environ.get("COMFYUI_PYTHON", sys.executable)
-PACK_NAME = "hallo_pack"
+# The pack's folder name in the test server's custom_nodes, unique per run: a ComfyUI that already has
+# this pack installed (under any name, even an earlier test's) loads and lists only this copy.
+PACK_NAME = f"hallo_pack_{uuid.uuid4().hex[:8]}"
 SHORT_SECONDS = 1.1
 
 
@@ -123,19 +125,28 @@ class Server:
         return bool(self.get("/queue")["queue_running"])
 
 
-@contextlib.contextmanager
-def launch(root: Path, fixtures_dir: Path, with_models: bool = True):
-    """Start ComfyUI (``main.py --cpu``) on a free port with this pack and a temporary models folder."""
-    import soundfile as sf
-
+def build_models(models: Path) -> Path:
+    """``models/hallo`` and ``models/upscale_models`` with every tiny model the example workflows load."""
     from tests.support.models_folder import build_models_dir, write_upscaler_models
 
-    (root / "models" / "hallo").mkdir(parents=True)
-    (root / "models" / "upscale_models").mkdir(parents=True)
-    if with_models:
-        build_models_dir(root / "models" / "hallo")
-        write_upscaler_models(root / "models" / "hallo", root / "models" / "upscale_models")
-    (root / "custom_nodes").mkdir()
+    build_models_dir(models / "hallo")
+    write_upscaler_models(models / "hallo", models / "upscale_models")
+    return models
+
+
+@contextlib.contextmanager
+def launch(root: Path, fixtures_dir: Path, with_models: bool = True, models: Path | None = None):
+    """Start ComfyUI (``main.py --cpu``) on a free port with this pack and a temporary models folder
+    (``models``: an existing folder from :func:`build_models` to use instead)."""
+    import soundfile as sf
+
+    if models is None:
+        models = root / "models"
+        (models / "hallo").mkdir(parents=True)
+        (models / "upscale_models").mkdir(parents=True)
+        if with_models:
+            build_models(models)
+    (root / "custom_nodes").mkdir(parents=True)
     os.symlink(REPO, root / "custom_nodes" / PACK_NAME, target_is_directory=True)
     for d in ("input", "output", "user", "temp"):
         (root / d).mkdir()
@@ -144,8 +155,8 @@ def launch(root: Path, fixtures_dir: Path, with_models: bool = True):
     sf.write(str(root / "input" / "hallo_speech.wav"), data, sr)
     sf.write(str(root / "input" / "hallo_speech_short.wav"), data[: int(SHORT_SECONDS * sr)], sr)
     (root / "extra_model_paths.yaml").write_text(
-        f"hallo_test:\n  custom_nodes: {root / 'custom_nodes'}\n  hallo: {root / 'models' / 'hallo'}\n"
-        f"  upscale_models: {root / 'models' / 'upscale_models'}\n")
+        f"hallo_test:\n  custom_nodes: {root / 'custom_nodes'}\n  hallo: {models / 'hallo'}\n"
+        f"  upscale_models: {models / 'upscale_models'}\n")
     port = _free_port()
     log = root / "server.log"
     cmd = [PYTHON, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--disable-auto-launch",

@@ -11,9 +11,11 @@ The API-format twins of the example workflows are posted with CPU-sized override
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -29,7 +31,6 @@ if not (Path(COMFYUI_PATH) / "main.py").is_file():
 from tests import workflow_format as wf  # noqa: E402
 from tests.comfy_server import PACK_NAME, SHORT_SECONDS, Server, launch, shared_fixtures  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 CPU_OVERRIDES = {  # node class -> input overrides that keep a CPU run short
     "LoadAudio": {"audio": "hallo_speech_short.wav"},
     "Hallo_FaceAnalysis": {"size": 128},
@@ -46,7 +47,7 @@ def server(tmp_path_factory):
 
 
 def _prompt(name: str, seed: int | None = None, steps: int | None = None) -> dict:
-    api = wf.load(REPO / "tests" / "workflows" / f"{name}.api.json")
+    api = wf.load(wf.twin_path(name))
     for node in api.values():
         node["inputs"].update(CPU_OVERRIDES.get(node["class_type"], {}))
         if seed is not None and "seed" in node["inputs"]:
@@ -118,10 +119,24 @@ def test_every_node_listed_with_tooltips(server):
 
 def test_example_workflows_served_as_templates(server):
     templates = server.get("/workflow_templates")
-    assert sorted(templates[PACK_NAME]) == ["hallo2_long_video", "hallo2_long_video_upscaled",
-                                            "hallo_portrait_to_video"]
-    with urllib.request.urlopen(server.url(f"/api/workflow_templates/{PACK_NAME}/hallo_portrait_to_video.jpg")) as r:
-        assert r.read(3) == b"\xff\xd8\xff"
+    assert sorted(templates[PACK_NAME]) == sorted(wf.EXAMPLES.values())
+    for stem in wf.EXAMPLES.values():  # the frontend asks for <stem>.json and <stem>.jpg, URL-quoted
+        base = server.url(f"/api/workflow_templates/{PACK_NAME}/{urllib.parse.quote(stem)}")
+        with urllib.request.urlopen(base + ".json") as r:
+            assert json.load(r)["nodes"]
+        with urllib.request.urlopen(base + ".jpg") as r:
+            assert r.read(3) == b"\xff\xd8\xff"
+
+
+def test_help_pages_served_as_text(server):
+    """The frontend's node help reads /extensions/<pack>/docs/<node>.md; served as text, a browser shows it."""
+    info = server.get("/object_info")
+    ids = [k for k in info if k.startswith(("Hallo_", "Hallo2_"))]
+    assert ids
+    for node_id in ids:
+        with urllib.request.urlopen(server.url(f"/extensions/{PACK_NAME}/docs/{node_id}.md")) as r:
+            assert r.headers.get_content_type() in ("text/markdown", "text/plain"), (node_id, r.headers["Content-Type"])
+            assert r.read().decode("utf-8").startswith("# "), node_id
 
 
 @pytest.mark.parametrize("name", ["hallo_portrait_to_video", "hallo2_long_video"])

@@ -13,6 +13,30 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
+
+# Short name (of the API twin in tests/workflows/ and in test ids) -> example workflow file stem. ComfyUI
+# 0.8.0's template browser (frontend 1.35.9) shows a custom-node template by its file stem, as title,
+# description and tab name, so the stems are written to be read.
+EXAMPLES = {
+    "hallo_portrait_to_video": "Hallo portrait to talking video",
+    "hallo2_long_video": "Hallo2 long talking video",
+    "hallo2_long_video_upscaled": "Hallo2 long video upscaled x2",
+}
+
+# Nodes that exist only in the frontend (no backend class, never sent to /prompt).
+FRONTEND_ONLY = {"Note", "MarkdownNote"}
+
+
+def example_path(name: str) -> Path:
+    """The UI-format example workflow of short name ``name``."""
+    return REPO / "example_workflows" / f"{EXAMPLES[name]}.json"
+
+
+def twin_path(name: str) -> Path:
+    """Its API-format twin."""
+    return REPO / "tests" / "workflows" / f"{name}.api.json"
+
 # class -> widget names in input_order (linked widget inputs included: the UI keeps their value).
 WIDGETS = {
     "LoadImage": ["image"],
@@ -67,7 +91,7 @@ def ui_to_api(ui: dict) -> dict:
     links = {link[0]: link for link in ui["links"]}  # [id, from_node, from_slot, to_node, to_slot, type]
     api = {}
     for node in ui["nodes"]:
-        if node.get("mode", 0) != 0:
+        if node.get("mode", 0) != 0 or node["type"] in FRONTEND_ONLY:
             continue
         inputs = dict(widget_values(node))
         for inp in node.get("inputs", []):
