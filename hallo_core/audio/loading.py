@@ -238,10 +238,58 @@ def load_audio(source: AudioSource, sample_rate: int = None) -> Tuple[np.ndarray
     return _to_float32(arr), sample_rate
 
 
-def to_mono(wave: np.ndarray) -> np.ndarray:
-    """Average the channels (librosa.to_mono)."""
+# Averaging C channels of unrelated signals keeps sum(e_c) / C**2 of their energies e_c, and
+# in-phase copies keep more. Far less than that (a quarter: 6 dB under) means the channels
+# cancel, as opposite-phase stereo of one voice does, and the mean would hold no speech.
+CANCEL_FRACTION = 0.25
+
+
+def cancels_when_averaged(channel_energy, mean_energy: float) -> bool:
+    """True when the channel mean keeps under ``CANCEL_FRACTION`` of the energy that unrelated
+    channels would keep (``channel_energy``: sums of squares per channel; ``mean_energy``: of the mean)."""
+    e = np.asarray(channel_energy, dtype=np.float64).reshape(-1)
+    if e.size < 2 or float(e.sum()) == 0.0:
+        return False
+    return float(mean_energy) * e.size ** 2 < CANCEL_FRACTION * float(e.sum())
+
+
+def speech_channel(wave: np.ndarray) -> "int | None":
+    """The channel to use instead of the mean when the channels cancel (the loudest), else None."""
     wave = np.asarray(wave, dtype=np.float32)
-    return wave if wave.ndim == 1 else wave.mean(axis=0, dtype=np.float32)
+    if wave.ndim == 1 or wave.shape[0] < 2:
+        return None
+    w64 = wave.astype(np.float64)
+    energy = np.einsum("cn,cn->c", w64, w64)
+    m = w64.mean(axis=0)
+    return int(np.argmax(energy)) if cancels_when_averaged(energy, float(m @ m)) else None
+
+
+def to_mono(wave: np.ndarray) -> np.ndarray:
+    """Average the channels (librosa.to_mono), unless that cancels the speech.
+
+    Ordinary stereo and multichannel audio get the plain mean, as upstream (bit-equal). Only
+    when the mean keeps a small fraction of the channels' energy (:func:`cancels_when_averaged`:
+    opposite-phase copies of one voice) is the loudest channel taken instead, so that speech
+    in any channel drives the face.
+    """
+    wave = np.asarray(wave, dtype=np.float32)
+    if wave.ndim == 1:
+        return wave
+    ch = speech_channel(wave)
+    return wave.mean(axis=0, dtype=np.float32) if ch is None else np.ascontiguousarray(wave[ch])
+
+
+def mix_for_speech(wave: np.ndarray) -> np.ndarray:
+    """[C, N] unchanged, or the loudest channel as [1, N] when the channels cancel.
+
+    For paths that average later (the vocal separator's stems are averaged to mono): applied
+    before them, it keeps the separator's input exactly upstream's for ordinary audio.
+    """
+    wave = np.asarray(wave, dtype=np.float32)
+    if wave.ndim == 1:
+        return wave
+    ch = speech_channel(wave)
+    return wave if ch is None else np.ascontiguousarray(wave[ch : ch + 1])
 
 
 def resample(wave: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
