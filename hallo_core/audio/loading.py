@@ -16,6 +16,8 @@ import torch
 
 TARGET_RATE = 16000
 _SOUNDFILE_EXTS = {".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif"}
+# AAC layouts the muxer writes (mono, stereo, 3.0, quad, 5.0, 5.1); more channels are mixed to mono
+MUX_MAX_CHANNELS = 6
 
 AudioSource = Union[str, os.PathLike, dict, torch.Tensor, np.ndarray, Tuple[Any, int]]
 
@@ -143,7 +145,8 @@ class AudioFileSegments:
 
 
 class FileWaveform:
-    """The first two channels of a WAV/FLAC/AIFF file as a read-on-demand [C, N] float32 array.
+    """A WAV/FLAC/AIFF file as a read-on-demand [C, N] float32 array: every channel up to
+    :data:`MUX_MAX_CHANNELS` (what the mp4's AAC track carries), a mono mix beyond.
 
     Only ``shape`` and ``[:, a:b]`` slicing are offered, which is all a streaming muxer needs:
     the original audio of an hour-long video need not sit in memory (1.3 GB at 44.1 kHz stereo).
@@ -159,7 +162,8 @@ class FileWaveform:
             self._file.close()
             raise ValueError(f"{self.path} is not seekable")
         self.sample_rate = int(self._file.samplerate)
-        self.shape = (min(self._file.channels, 2), int(self._file.frames))
+        self._mix = self._file.channels > MUX_MAX_CHANNELS
+        self.shape = (1 if self._mix else self._file.channels, int(self._file.frames))
 
     def __getitem__(self, index) -> np.ndarray:
         if not (isinstance(index, tuple) and len(index) == 2 and index[0] == slice(None)
@@ -170,7 +174,9 @@ class FileWaveform:
             return np.zeros((self.shape[0], 0), np.float32)
         self._file.seek(a)
         block = self._file.read(b - a, dtype="float32", always_2d=True)
-        return np.ascontiguousarray(block[:, : self.shape[0]].T)
+        if self._mix:
+            return to_mono(np.ascontiguousarray(block.T))[None]
+        return np.ascontiguousarray(block.T)
 
     def close(self) -> None:
         self._file.close()

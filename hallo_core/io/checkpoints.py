@@ -16,11 +16,33 @@ class CheckpointError(RuntimeError):
     """A weights file that cannot be read or does not match the model."""
 
 
+TRACE_ENV = "HALLO_TRACE_LOADS"
+
+
+def trace_weight_load(path: PathLike, what: str = "weights") -> None:
+    """With ``HALLO_TRACE_LOADS`` set, log that weights are about to be read (tests use it to
+    prove that an up-front check failed before any weights were read). ``1`` logs to stderr;
+    any other value is a file the line is appended to."""
+    target = os.environ.get(TRACE_ENV)
+    if not target:
+        return
+    line = f"hallo-trace: reading {what} {path}\n"
+    if target == "1":
+        import sys
+
+        sys.stderr.write(line)
+        sys.stderr.flush()
+    else:
+        with open(target, "a", encoding="utf-8") as f:
+            f.write(line)
+
+
 def load_state_dict_file(path: PathLike) -> Dict[str, torch.Tensor]:
     """Read a state dict from ``.pth``/``.pt``/``.ckpt`` (tensors only, never arbitrary pickles) or ``.safetensors``."""
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"weights file not found: {p}")
+    trace_weight_load(p)
     try:
         if p.suffix.lower() == ".safetensors":
             from safetensors.torch import load_file
@@ -136,5 +158,5 @@ def convert_to_safetensors(src: PathLike, dst: PathLike, dtype: torch.dtype = to
     return len(out)
 
 
-__all__ = ["CheckpointError", "load_state_dict_file", "check_state_dict", "load_hallo_weights",
+__all__ = ["CheckpointError", "trace_weight_load", "TRACE_ENV", "load_state_dict_file", "check_state_dict", "load_hallo_weights",
            "convert_to_safetensors"]
