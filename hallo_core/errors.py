@@ -88,13 +88,14 @@ def _network_reason(exc: BaseException) -> str:
     text = " ".join(names)
     if any(n in text for n in ("RepositoryNotFoundError", "GatedRepoError")):
         return "the repository was not found or needs a login"
-    if "EntryNotFoundError" in text:
-        return "a file is not in the repository"
+    # network first: huggingface_hub wraps a failed connection in LocalEntryNotFoundError
+    if any(n in text for n in ("ConnectionError", "ConnectError", "Timeout", "gaierror", "NetworkError",
+                               "MaxRetryError", "SSLError", "ProxyError", "RemoteProtocolError")):
+        return "no connection to huggingface.co"
     if "LocalEntryNotFoundError" in text or "OfflineModeIsEnabled" in text:
         return "Hugging Face cannot be reached (offline, or HF_HUB_OFFLINE is set)"
-    if any(n in text for n in ("ConnectionError", "ConnectTimeout", "ReadTimeout", "Timeout", "gaierror",
-                               "NewConnectionError", "MaxRetryError", "SSLError", "ProxyError")):
-        return "no connection to huggingface.co"
+    if "EntryNotFoundError" in text:
+        return "a file is not in the repository"
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return "the disk is full"
     if isinstance(exc, PermissionError):
