@@ -55,7 +55,12 @@ def check_net_file(path: PathLike, unet_config=None, where: str = "--models") ->
         found = manifest(path)
         if found is None:
             return f"{path} is in the legacy torch format: its keys are checked when it is loaded"
-        compare_manifest(found, expected_net_keys(unet_config), str(path))
+        try:
+            want = expected_net_keys(unet_config)
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError, AssertionError) as e:
+            raise UserError(f"the UNet config {unet_config} does not describe Hallo's network ({one_line(e, 120)})",
+                            where, "use the SD1.5 unet/config.json of the official layout") from None
+        compare_manifest(found, want, str(path))
     except CheckpointError as e:
         raise _fail(e, where, fix) from None
     return None
@@ -184,7 +189,11 @@ def check_model_files(models: PathLike, bundle: str = "hallo", separator: bool =
         raise UserError(one_line(e).split(" (")[0], where, "give the models folder (see README: models folder)") \
             from None
     notes: List[str] = []
-    for comp in md.BUNDLES[bundle]:
+    comps = list(md.BUNDLES[bundle])
+    if "unet_config" in comps:  # the network's expected keys are built from it: check it first
+        comps.remove("unet_config")
+        comps.insert(0, "unet_config")
+    for comp in comps:
         rel, repo, _files, _kind = md.COMPONENTS[comp]
         fix_dl = f"python -m hallo_core download --models {m.root} --which {comp}"
         if comp == "audio_separator":
