@@ -323,7 +323,7 @@ def check_audio_array(waveform, sample_rate: int, where: str = "audio") -> Audio
 
 # -- model files ----------------------------------------------------------------------------------
 
-from .checks_models import check_model_files, expected_net_keys  # noqa: E402  (kept in its own module)
+from .checks_models import check_model_files, check_torch_file, expected_net_keys  # noqa: E402,F401  (own module)
 
 __all__ = ["Option", "OPTIONS", "option_name", "check_option", "check_options", "check_device",
            "check_image_file", "run_face_check", "AudioReport", "silence_warning", "check_audio_file",

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
+import io
 import shutil
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,24 +13,20 @@ from hallo_core.checks import check_model_files, expected_net_keys
 from hallo_core.errors import UserError
 from hallo_core.io.checkpoints import CheckpointError
 from hallo_core.io.headers import compare_manifest, onnx_check, safetensors_manifest, torch_manifest, zip_check
+from tests._models_mirror import mirror, replace, shared_tiny_models
 
 torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    sys.path.insert(0, str(Path(__file__).parent))
-    from tiny_models import build_models_dir
-
-    return build_models_dir(tmp_path_factory.mktemp("check_models") / "models")
+def models():
+    return shared_tiny_models()
 
 
 @pytest.fixture
 def copy(models, tmp_path):
-    """A private copy of the tiny models folder a test may damage."""
-    dst = tmp_path / "models"
-    shutil.copytree(models, dst)
-    return dst
+    """A linked copy of the tiny models folder; damage files only through own()/replace()."""
+    return mirror(models, tmp_path / "models")
 
 
 def test_meta_built_net_keys_are_the_official_manifest(reference_dir):
@@ -144,6 +139,12 @@ def _user_error(root, bundle="hallo"):
     return msg
 
 
+def _saved(obj) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
 def test_bad_net_files_are_named_before_any_weights_are_read(copy, tmp_path, monkeypatch):
     from hallo_core.io.checkpoints import TRACE_ENV
 
@@ -152,13 +153,13 @@ def test_bad_net_files_are_named_before_any_weights_are_read(copy, tmp_path, mon
     net = copy / "hallo" / "net.pth"
     sd = torch.load(net, weights_only=True)
     key = next(iter(sd))
-    torch.save({k: v for k, v in sd.items() if k != key}, net)
+    replace(net, _saved({k: v for k, v in sd.items() if k != key}))
     assert f"1 missing keys: {key}" in _user_error(copy)
     sd2 = dict(sd)
     sd2[key] = torch.zeros(1)
-    torch.save(sd2, net)
+    replace(net, _saved(sd2))
     assert "shape mismatches" in _user_error(copy)
-    net.write_bytes(net.read_bytes()[:1000])
+    replace(net, net.read_bytes()[:1000])
     assert "truncated or corrupt" in _user_error(copy)
     net.unlink()
     msg = _user_error(copy)
@@ -171,6 +172,7 @@ def test_other_components_are_checked(copy):
     from safetensors.torch import load_file, save_file
 
     vae = load_file(str(st))
+    st.unlink()  # a new file, not a write through the link
     save_file({k: v for k, v in vae.items() if not k.startswith("decoder.conv_out")}, str(st))
     assert "decoder.conv_out" in _user_error(copy)
     shutil.rmtree(copy / "sd-vae-ft-mse")
@@ -181,14 +183,14 @@ def test_wav2vec_and_face_files_are_checked(copy):
     w2v = copy / "wav2vec" / "wav2vec2-base-960h"
     cfg = json.loads((w2v / "config.json").read_text())
     cfg["num_hidden_layers"] = 13  # the weights hold 12 layers
-    (w2v / "config.json").write_text(json.dumps(cfg))
+    replace(w2v / "config.json", json.dumps(cfg).encode())
     assert "encoder.layers.12" in _user_error(copy)
     cfg["num_hidden_layers"] = 12
-    (w2v / "config.json").write_text(json.dumps(cfg))
+    replace(w2v / "config.json", json.dumps(cfg).encode())
     onnx = copy / "face_analysis" / "models" / "scrfd_10g_bnkps.onnx"
-    onnx.write_bytes(onnx.read_bytes()[:50])
+    replace(onnx, onnx.read_bytes()[:50])
     assert "scrfd_10g_bnkps.onnx" in _user_error(copy)
-    (copy / "stable-diffusion-v1-5" / "unet" / "config.json").write_text("{not json")
+    replace(copy / "stable-diffusion-v1-5" / "unet" / "config.json", b"{not json")
     assert "UNet config" in _user_error(copy)
 
 

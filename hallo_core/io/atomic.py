@@ -38,11 +38,16 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def _is_within(p: Path, folder: Path) -> bool:
-    try:
-        _abs(p).relative_to(_abs(folder))
-        return True
-    except ValueError:
-        return False
+    # both spellings: resolved, and as written (a models folder of links into the Hugging Face
+    # cache resolves elsewhere, yet writing through its path would replace the cached weights)
+    lexical = (Path(os.path.abspath(p)), Path(os.path.abspath(folder)))
+    for a, b in ((_abs(p), _abs(folder)), lexical):
+        try:
+            a.relative_to(b)
+            return True
+        except ValueError:
+            pass
+    return False
 
 
 def check_output_path(out: PathLike, inputs: Optional[Dict[str, Union[PathLike, Iterable[PathLike], None]]] = None,
