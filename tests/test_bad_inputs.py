@@ -218,9 +218,19 @@ def _digest(p: Path) -> Optional[str]:
     return hashlib.sha256(p.read_bytes()).hexdigest()
 
 
-def _tree_digest(root: Path) -> Dict[str, Optional[str]]:
-    return {str(Path(d) / f): _digest(Path(d) / f) for d, _, fs in os.walk(root) for f in fs} if Path(root).is_dir() \
-        else {}
+def _tree_digest(root: Path) -> Dict[str, object]:
+    """Content hash of every regular file; a link (to the shared tiny models) by its target and the
+    target's size and mtime, since hashing 460 MB per row would dominate the table's run time."""
+    out: Dict[str, object] = {}
+    for d, _, fs in os.walk(root) if Path(root).is_dir() else ():
+        for f in fs:
+            p = Path(d) / f
+            if p.is_symlink():
+                st = p.stat()
+                out[str(p)] = (os.readlink(p), st.st_size, st.st_mtime_ns)
+            else:
+                out[str(p)] = _digest(p)
+    return out
 
 
 @pytest.fixture
