@@ -16,6 +16,8 @@ import torch
 
 TARGET_RATE = 16000
 _SOUNDFILE_EXTS = {".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif"}
+# AAC layouts the muxer writes (mono, stereo, 3.0, quad, 5.0, 5.1); more channels are mixed to mono
+MUX_MAX_CHANNELS = 6
 
 AudioSource = Union[str, os.PathLike, dict, torch.Tensor, np.ndarray, Tuple[Any, int]]
 
@@ -143,7 +145,8 @@ class AudioFileSegments:
 
 
 class FileWaveform:
-    """The first two channels of a WAV/FLAC/AIFF file as a read-on-demand [C, N] float32 array.
+    """A WAV/FLAC/AIFF file as a read-on-demand [C, N] float32 array: every channel up to
+    :data:`MUX_MAX_CHANNELS` (what the mp4's AAC track carries), a mono mix beyond.
 
     Only ``shape`` and ``[:, a:b]`` slicing are offered, which is all a streaming muxer needs:
     the original audio of an hour-long video need not sit in memory (1.3 GB at 44.1 kHz stereo).
@@ -159,7 +162,8 @@ class FileWaveform:
             self._file.close()
             raise ValueError(f"{self.path} is not seekable")
         self.sample_rate = int(self._file.samplerate)
-        self.shape = (min(self._file.channels, 2), int(self._file.frames))
+        self._mix = self._file.channels > MUX_MAX_CHANNELS
+        self.shape = (1 if self._mix else self._file.channels, int(self._file.frames))
 
     def __getitem__(self, index) -> np.ndarray:
         if not (isinstance(index, tuple) and len(index) == 2 and index[0] == slice(None)
@@ -170,7 +174,9 @@ class FileWaveform:
             return np.zeros((self.shape[0], 0), np.float32)
         self._file.seek(a)
         block = self._file.read(b - a, dtype="float32", always_2d=True)
-        return np.ascontiguousarray(block[:, : self.shape[0]].T)
+        if self._mix:
+            return to_mono(np.ascontiguousarray(block.T))[None]
+        return np.ascontiguousarray(block.T)
 
     def close(self) -> None:
         self._file.close()
@@ -238,10 +244,58 @@ def load_audio(source: AudioSource, sample_rate: int = None) -> Tuple[np.ndarray
     return _to_float32(arr), sample_rate
 
 
-def to_mono(wave: np.ndarray) -> np.ndarray:
-    """Average the channels (librosa.to_mono)."""
+# Averaging C channels of unrelated signals keeps sum(e_c) / C**2 of their energies e_c, and
+# in-phase copies keep more. Far less than that (a quarter: 6 dB under) means the channels
+# cancel, as opposite-phase stereo of one voice does, and the mean would hold no speech.
+CANCEL_FRACTION = 0.25
+
+
+def cancels_when_averaged(channel_energy, mean_energy: float) -> bool:
+    """True when the channel mean keeps under ``CANCEL_FRACTION`` of the energy that unrelated
+    channels would keep (``channel_energy``: sums of squares per channel; ``mean_energy``: of the mean)."""
+    e = np.asarray(channel_energy, dtype=np.float64).reshape(-1)
+    if e.size < 2 or float(e.sum()) == 0.0:
+        return False
+    return float(mean_energy) * e.size ** 2 < CANCEL_FRACTION * float(e.sum())
+
+
+def speech_channel(wave: np.ndarray) -> "int | None":
+    """The channel to use instead of the mean when the channels cancel (the loudest), else None."""
     wave = np.asarray(wave, dtype=np.float32)
-    return wave if wave.ndim == 1 else wave.mean(axis=0, dtype=np.float32)
+    if wave.ndim == 1 or wave.shape[0] < 2:
+        return None
+    w64 = wave.astype(np.float64)
+    energy = np.einsum("cn,cn->c", w64, w64)
+    m = w64.mean(axis=0)
+    return int(np.argmax(energy)) if cancels_when_averaged(energy, float(m @ m)) else None
+
+
+def to_mono(wave: np.ndarray) -> np.ndarray:
+    """Average the channels (librosa.to_mono), unless that cancels the speech.
+
+    Ordinary stereo and multichannel audio get the plain mean, as upstream (bit-equal). Only
+    when the mean keeps a small fraction of the channels' energy (:func:`cancels_when_averaged`:
+    opposite-phase copies of one voice) is the loudest channel taken instead, so that speech
+    in any channel drives the face.
+    """
+    wave = np.asarray(wave, dtype=np.float32)
+    if wave.ndim == 1:
+        return wave
+    ch = speech_channel(wave)
+    return wave.mean(axis=0, dtype=np.float32) if ch is None else np.ascontiguousarray(wave[ch])
+
+
+def mix_for_speech(wave: np.ndarray) -> np.ndarray:
+    """[C, N] unchanged, or the loudest channel as [1, N] when the channels cancel.
+
+    For paths that average later (the vocal separator's stems are averaged to mono): applied
+    before them, it keeps the separator's input exactly upstream's for ordinary audio.
+    """
+    wave = np.asarray(wave, dtype=np.float32)
+    if wave.ndim == 1:
+        return wave
+    ch = speech_channel(wave)
+    return wave if ch is None else np.ascontiguousarray(wave[ch : ch + 1])
 
 
 def resample(wave: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:

@@ -16,11 +16,33 @@ class CheckpointError(RuntimeError):
     """A weights file that cannot be read or does not match the model."""
 
 
+TRACE_ENV = "HALLO_TRACE_LOADS"
+
+
+def trace_weight_load(path: PathLike, what: str = "weights") -> None:
+    """With ``HALLO_TRACE_LOADS`` set, log that weights are about to be read (tests use it to
+    prove that an up-front check failed before any weights were read). ``1`` logs to stderr;
+    any other value is a file the line is appended to."""
+    target = os.environ.get(TRACE_ENV)
+    if not target:
+        return
+    line = f"hallo-trace: reading {what} {path}\n"
+    if target == "1":
+        import sys
+
+        sys.stderr.write(line)
+        sys.stderr.flush()
+    else:
+        with open(target, "a", encoding="utf-8") as f:
+            f.write(line)
+
+
 def load_state_dict_file(path: PathLike) -> Dict[str, torch.Tensor]:
     """Read a state dict from ``.pth``/``.pt``/``.ckpt`` (tensors only, never arbitrary pickles) or ``.safetensors``."""
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"weights file not found: {p}")
+    trace_weight_load(p)
     try:
         if p.suffix.lower() == ".safetensors":
             from safetensors.torch import load_file
@@ -37,10 +59,12 @@ def load_state_dict_file(path: PathLike) -> Dict[str, torch.Tensor]:
     except CheckpointError:
         raise
     except Exception as e:  # truncated zip, bad header, pickled objects, ...
-        if "Weights only load failed" in str(e) and "Unsupported global" in str(e):
+        refused = _refused_global(e)
+        if refused is not None:
             raise CheckpointError(
-                f"{p} holds pickled Python objects besides tensors; refusing to unpickle it "
-                "(only torch.load(weights_only=True) is used)"
+                f"{p} was refused: it holds a pickled Python object ({refused}) besides tensors, and "
+                "unpickling such objects can run code; refusing to unpickle it (only plain tensor state "
+                "dicts are read, with torch.load(weights_only=True))"
             ) from e
         raise CheckpointError(
             f"cannot read weights file {p} ({type(e).__name__}: {_first_line(e)}); "
@@ -51,6 +75,30 @@ def load_state_dict_file(path: PathLike) -> Dict[str, torch.Tensor]:
     if not isinstance(sd, dict) or not all(torch.is_tensor(v) for v in sd.values()):
         raise CheckpointError(f"{p} does not hold a plain state dict of tensors")
     return sd
+
+
+def _refused_global(e: Exception) -> "str | None":
+    """The global that torch's weights-only unpickler refused, or None for other failures.
+
+    torch 2.13 words it "Unsupported global: GLOBAL x was not an allowed global by default" for a
+    global outside its allow list, but "Trying to load unsupported GLOBAL x whose module x is
+    blocked" for the dangerous modules (os, posix, subprocess, ...): a case-sensitive match on
+    the first form called exactly the malicious files corrupt.
+    """
+    import re
+
+    text = str(e)
+    if "weights only load failed" not in text.lower() and "weightsunpickler" not in text.lower():
+        return None
+    m = re.search(r"unsupported\s+(?:global:?\s*)?GLOBAL\s+([\w.]+)", text, re.IGNORECASE)
+    if m:
+        return m.group(1)
+    m = re.search(r"unsupported\s+global:?\s*([\w.]+)", text, re.IGNORECASE)
+    if m:
+        return m.group(1)
+    if "unsupported operand" in text.lower():
+        return "a raw pickle stream, not a torch archive"
+    return "an object torch's safe loader refused" if "unsupported" in text.lower() else None
 
 
 def _first_line(e: Exception) -> str:
@@ -110,5 +158,5 @@ def convert_to_safetensors(src: PathLike, dst: PathLike, dtype: torch.dtype = to
     return len(out)
 
 
-__all__ = ["CheckpointError", "load_state_dict_file", "check_state_dict", "load_hallo_weights",
+__all__ = ["CheckpointError", "trace_weight_load", "TRACE_ENV", "load_state_dict_file", "check_state_dict", "load_hallo_weights",
            "convert_to_safetensors"]

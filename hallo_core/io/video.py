@@ -23,6 +23,9 @@ import numpy as np
 import torch
 
 AAC_FRAME = 1024  # samples per AAC packet
+MUX_MAX_CHANNELS = 6
+# every channel the user gave is muxed (before, only the first two were: 5.1 lost its dialogue)
+_LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "quad", 5: "5.0", 6: "5.1"}
 
 
 def to_uint8_hwc(frames: torch.Tensor) -> torch.Tensor:
@@ -94,7 +97,15 @@ def _as_channels_first(waveform) -> np.ndarray:
         a = a[None]
     if a.shape[0] > a.shape[1]:  # [N, C] -> [C, N]
         a = a.T
-    return np.ascontiguousarray(a[:2])
+    if a.shape[0] > MUX_MAX_CHANNELS:  # beyond 5.1: one mono track, so no channel is dropped
+        from ..audio.loading import to_mono
+
+        a = to_mono(a)[None]
+    return np.ascontiguousarray(a)
+
+
+def _layout(channels: int) -> str:
+    return _LAYOUTS[channels]
 
 
 class Mp4Sink(FrameSink):
@@ -144,7 +155,7 @@ class Mp4Sink(FrameSink):
         self.astream = self._aenc = None
         if self.audio is not None:
             self.astream = self.container.add_stream("aac", rate=self.sample_rate)
-            self.astream.layout = "stereo" if self.audio.shape[0] == 2 else "mono"
+            self.astream.layout = _layout(self.audio.shape[0])
             self.astream.bit_rate = self.audio_bitrate
             self.astream.time_base = Fraction(1, self.sample_rate)
             self._aenc = self.astream.codec_context
@@ -181,7 +192,7 @@ class Mp4Sink(FrameSink):
         if self.astream is not None:
             aenc = av.CodecContext.create("aac", "w")
             aenc.sample_rate, aenc.bit_rate = self.sample_rate, self.audio_bitrate
-            aenc.layout = "stereo" if self.audio.shape[0] == 2 else "mono"
+            aenc.layout = _layout(self.audio.shape[0])
             aenc.format = "fltp"
             aenc.time_base = Fraction(1, self.sample_rate)
             self._aenc = aenc

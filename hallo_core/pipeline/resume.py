@@ -76,3 +76,20 @@ def load_state(path: Path) -> Optional[ResumeState]:
         raise ValueError(f"{path}: unsupported resume checkpoint version {d.get('version')}")
     return ResumeState(d["input_hash"], int(d["next_clip"]), int(d["frames_done"]), d["motion"],
                        d["rng_state"])
+
+
+def discard_state(path: Path) -> bool:
+    """Remove a finished run's checkpoint (and a stale temp file); True when one was removed.
+
+    Called once the video is complete: the checkpoint can only resume an unfinished run, and a
+    leftover one next to every output is clutter that a later ``--resume`` would misread as work.
+    """
+    path = Path(path)
+    removed = False
+    for p in (path, path.with_name(path.name + ".tmp")):
+        try:
+            p.unlink()
+            removed = removed or p == path
+        except FileNotFoundError:
+            pass
+    return removed
