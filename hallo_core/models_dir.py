@@ -54,6 +54,34 @@ BUNDLES = {
 }
 
 
+# Files that callers open one by one (the loaders of the node pack, the upscaler), by role.
+UPSCALER_FILES = {
+    "codeformer": COMPONENTS["hallo2_sr"][2][0],
+    "detector": COMPONENTS["facelib"][2][0],
+    "parser": COMPONENTS["facelib"][2][1],
+    "bg": COMPONENTS["realesrgan"][2][0],
+}
+FACE_FILES = tuple(f.rsplit("/", 1)[1] for f in COMPONENTS["face_analysis"][2])  # detector, ArcFace, landmarker
+
+
+def rel_path(component: str) -> str:
+    """Path of a component relative to the models folder (same as inside its Hugging Face repo)."""
+    return COMPONENTS[component][0]
+
+
+def repo_url(repo: str) -> str:
+    return f"https://huggingface.co/{repo}"
+
+
+def source_of(rel: str) -> str:
+    """Download page of the repo holding ``rel`` (a path under the models folder)."""
+    rel = rel.replace("\\", "/")
+    for path, repo, files, _ in COMPONENTS.values():
+        if rel == path or rel in files or rel.startswith(path.rstrip("/") + "/"):
+            return repo_url(repo)
+    return repo_url(HALLO2_REPO if rel.startswith("hallo2") else HALLO_REPO)
+
+
 class ModelFileMissing(FileNotFoundError):
     """A required model file is absent; the message names the path and the HF repo."""
 
@@ -126,17 +154,20 @@ def files_to_fetch(which: Union[str, Iterable[str]]) -> List[Tuple[str, str]]:
     return out
 
 
-def download(models: Union[str, Path], which: Union[str, Iterable[str]] = "hallo") -> Path:
+def download(models: Union[str, Path], which: Union[str, Iterable[str]] = "hallo",
+             files: Optional[Iterable[Tuple[str, str]]] = None) -> Path:
     """Fetch components (or a bundle name: hallo, hallo2, hallo2-4k) with huggingface_hub.
 
-    Only called on explicit request (CLI ``download`` or ``generate --download``).
+    ``files`` ((repo, path) pairs, e.g. the missing part of a ``files_to_fetch`` plan) replaces
+    ``which``. Only called on explicit request (CLI ``download``, ``generate --download``, the
+    pack's download node).
     """
     from huggingface_hub import snapshot_download
 
     root = Path(models).expanduser()
     root.mkdir(parents=True, exist_ok=True)
     by_repo: dict = {}
-    for repo, f in files_to_fetch(which):
+    for repo, f in (files_to_fetch(which) if files is None else files):
         by_repo.setdefault(repo, []).append(f)
     for repo, files in by_repo.items():
         snapshot_download(repo_id=repo, allow_patterns=files, local_dir=str(root))
