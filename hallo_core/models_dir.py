@@ -21,6 +21,11 @@ from typing import Iterable, List, Optional, Tuple, Union
 HALLO_REPO = "fudan-generative-ai/hallo"
 HALLO2_REPO = "fudan-generative-ai/hallo2"
 
+# face_analysis/models: the SCRFD detector, the ArcFace recogniser and MediaPipe's landmarker
+FACE_DETECTOR = "scrfd_10g_bnkps.onnx"
+FACE_RECOGNIZER = "glintr100.onnx"
+FACE_LANDMARKER = "face_landmarker_v2_with_blendshapes.task"
+
 # component -> (relative path, HF repo, files to fetch, kind). Exact file names, not globs:
 # the repos also hold files Hallo never reads (insightface's 1k3d68/2d106det/genderage, the
 # YOLO face detectors, the CodeFormer training weights), several hundred MB that a glob would
@@ -37,8 +42,8 @@ COMPONENTS = {
                 [f"wav2vec/wav2vec2-base-960h/{f}" for f in ("config.json", "preprocessor_config.json",
                                                              "model.safetensors")], "dir"),
     "face_analysis": ("face_analysis/models", HALLO_REPO,
-                      [f"face_analysis/models/{f}" for f in ("scrfd_10g_bnkps.onnx", "glintr100.onnx",
-                                                             "face_landmarker_v2_with_blendshapes.task")], "dir"),
+                      [f"face_analysis/models/{f}" for f in (FACE_DETECTOR, FACE_RECOGNIZER, FACE_LANDMARKER)],
+                      "dir"),
     "audio_separator": ("audio_separator/Kim_Vocal_2.onnx", HALLO_REPO,
                         ["audio_separator/Kim_Vocal_2.onnx"], "file"),
     "facelib": ("facelib", HALLO2_REPO, ["facelib/detection_Resnet50_Final.pth", "facelib/parsing_parsenet.pth"],
@@ -61,7 +66,14 @@ UPSCALER_FILES = {
     "parser": COMPONENTS["facelib"][2][1],
     "bg": COMPONENTS["realesrgan"][2][0],
 }
-FACE_FILES = tuple(f.rsplit("/", 1)[1] for f in COMPONENTS["face_analysis"][2])  # detector, ArcFace, landmarker
+FACE_FILES = (FACE_DETECTOR, FACE_RECOGNIZER, FACE_LANDMARKER)
+# weight files whose tensor-name prefixes ``hallo doctor`` checks
+CHECKPOINT_FILES = {
+    "hallo": COMPONENTS["hallo"][2][0],
+    "hallo2": COMPONENTS["hallo2"][2][0],
+    "vae": COMPONENTS["vae"][2][1],
+    **UPSCALER_FILES,
+}
 
 
 def rel_path(component: str) -> str:

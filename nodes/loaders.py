@@ -60,7 +60,7 @@ class HalloModelLoader(io.ComfyNode):
                         "and motion modules, face locator, projections) from models/hallo. The UNet shape comes "
                         f"from {UNET_CONFIG} when present, else the built-in SD1.5 config.",
             inputs=[
-                io.Combo.Input("model", options=C.combo_options(_net_files(), "hallo2/net.pth"),
+                io.Combo.Input("model", options=C.combo_options(_net_files(), md.rel_path("hallo2")),
                                tooltip="net.pth (or a converted .safetensors) under models/hallo: hallo/net.pth "
                                        "for Hallo, hallo2/net.pth for Hallo2 long videos."),
                 io.Combo.Input("precision", options=C.PRECISIONS, default="auto",
