@@ -7,7 +7,6 @@ from typing import Optional
 from comfy_api.latest import io
 
 from . import common as C
-from . import convert
 from .comfy_vae import vae_codec
 from .progress import ClipProgress
 from .reference import vae_input
@@ -178,4 +177,4 @@ class HalloSampler(io.ComfyNode):
 
 NODES = [HalloSampler]
 
-__all__ = ["HalloSampler", "run", "settings", "sampling_inputs", "speed_inputs", "model_inputs", "check_sampling", "convert"]
+__all__ = ["HalloSampler", "run", "settings", "sampling_inputs", "speed_inputs", "model_inputs", "check_sampling"]
