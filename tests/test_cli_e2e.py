@@ -44,7 +44,7 @@ def inputs(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli_e2e")
     torch.manual_seed(0)
     models = build_models_dir(root / "models")
-    from landmarks_env import offline_landmarks_skip_reason, write_tasks_bundle
+    from tests.landmarks_env import offline_landmarks_skip_reason, write_tasks_bundle
 
     if offline_landmarks_skip_reason():  # no legacy FaceMesh here: run the Tasks path on a real-model bundle
         from hallo_core.face.landmarks import TASK_FILENAME
