@@ -14,19 +14,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
+from .models_dir import CHECKPOINT_FILES, rel_path
+
 BUNDLES = ("hallo", "hallo2", "hallo2-4k")
 # what each job needs the bundle for; generate needs hallo or hallo2, upscale hallo2-4k
 BUNDLE_USE = {"hallo": "generate", "hallo2": "generate --hallo2", "hallo2-4k": "upscale (optional)"}
 # key prefixes each checkpoint must hold, read from the released files' key lists
-EXPECTED_PREFIXES: Dict[str, Tuple[str, ...]] = {
-    "hallo/net.pth": ("reference_unet.", "denoising_unet.", "face_locator.", "imageproj.", "audioproj."),
-    "hallo2/net.pth": ("reference_unet.", "denoising_unet.", "face_locator.", "imageproj.", "audioproj."),
-    "hallo2/net_g.pth": ("params_ema/encoder.", "params_ema/generator.", "params_ema/ft_layers."),
-    "facelib/detection_Resnet50_Final.pth": ("body.", "ClassHead."),
-    "facelib/parsing_parsenet.pth": ("encoder.", "decoder."),
-    "realesrgan/RealESRGAN_x2plus.pth": ("params_ema/conv_first.",),
-    "sd-vae-ft-mse/diffusion_pytorch_model.safetensors": ("encoder.", "decoder."),
-}
+_NET = ("reference_unet.", "denoising_unet.", "face_locator.", "imageproj.", "audioproj.")
+EXPECTED_PREFIXES: Dict[str, Tuple[str, ...]] = {CHECKPOINT_FILES[k]: v for k, v in {
+    "hallo": _NET,
+    "hallo2": _NET,
+    "codeformer": ("params_ema/encoder.", "params_ema/generator.", "params_ema/ft_layers."),
+    "detector": ("body.", "ClassHead."),
+    "parser": ("encoder.", "decoder."),
+    "bg": ("params_ema/conv_first.",),
+    "vae": ("encoder.", "decoder."),
+}.items()}
 TASK_MEMBERS = ("face_detector.tflite", "face_landmarks_detector.tflite")
 
 
@@ -259,7 +262,7 @@ def _check_landmarks(report: Report, models: Optional[Path]) -> None:
     from .face.landmarks import TASK_FILENAME, _legacy_facemesh_module
 
     version = getattr(mp, "__version__", "?")
-    task = models / "face_analysis" / "models" / TASK_FILENAME if models else None
+    task = models / rel_path("face_analysis") / TASK_FILENAME if models else None
     if task is not None and task.is_file():
         report.add("ok", f"mediapipe {version}: face landmarks by the Tasks API ({TASK_FILENAME})")
     elif _legacy_facemesh_module(mp) is not None:

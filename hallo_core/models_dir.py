@@ -21,6 +21,11 @@ from typing import Iterable, List, Optional, Tuple, Union
 HALLO_REPO = "fudan-generative-ai/hallo"
 HALLO2_REPO = "fudan-generative-ai/hallo2"
 
+# face_analysis/models: the SCRFD detector, the ArcFace recogniser and MediaPipe's landmarker
+FACE_DETECTOR = "scrfd_10g_bnkps.onnx"
+FACE_RECOGNIZER = "glintr100.onnx"
+FACE_LANDMARKER = "face_landmarker_v2_with_blendshapes.task"
+
 # component -> (relative path, HF repo, files to fetch, kind). Exact file names, not globs:
 # the repos also hold files Hallo never reads (insightface's 1k3d68/2d106det/genderage, the
 # YOLO face detectors, the CodeFormer training weights), several hundred MB that a glob would
@@ -37,8 +42,8 @@ COMPONENTS = {
                 [f"wav2vec/wav2vec2-base-960h/{f}" for f in ("config.json", "preprocessor_config.json",
                                                              "model.safetensors")], "dir"),
     "face_analysis": ("face_analysis/models", HALLO_REPO,
-                      [f"face_analysis/models/{f}" for f in ("scrfd_10g_bnkps.onnx", "glintr100.onnx",
-                                                             "face_landmarker_v2_with_blendshapes.task")], "dir"),
+                      [f"face_analysis/models/{f}" for f in (FACE_DETECTOR, FACE_RECOGNIZER, FACE_LANDMARKER)],
+                      "dir"),
     "audio_separator": ("audio_separator/Kim_Vocal_2.onnx", HALLO_REPO,
                         ["audio_separator/Kim_Vocal_2.onnx"], "file"),
     "facelib": ("facelib", HALLO2_REPO, ["facelib/detection_Resnet50_Final.pth", "facelib/parsing_parsenet.pth"],
@@ -52,6 +57,41 @@ BUNDLES = {
     "hallo2": ["hallo2", "vae", "unet_config", "wav2vec", "face_analysis", "audio_separator"],
     "hallo2-4k": ["hallo2_sr", "facelib", "realesrgan"],
 }
+
+
+# Files that callers open one by one (the loaders of the node pack, the upscaler), by role.
+UPSCALER_FILES = {
+    "codeformer": COMPONENTS["hallo2_sr"][2][0],
+    "detector": COMPONENTS["facelib"][2][0],
+    "parser": COMPONENTS["facelib"][2][1],
+    "bg": COMPONENTS["realesrgan"][2][0],
+}
+FACE_FILES = (FACE_DETECTOR, FACE_RECOGNIZER, FACE_LANDMARKER)
+# weight files whose tensor-name prefixes ``hallo doctor`` checks
+CHECKPOINT_FILES = {
+    "hallo": COMPONENTS["hallo"][2][0],
+    "hallo2": COMPONENTS["hallo2"][2][0],
+    "vae": COMPONENTS["vae"][2][1],
+    **UPSCALER_FILES,
+}
+
+
+def rel_path(component: str) -> str:
+    """Path of a component relative to the models folder (same as inside its Hugging Face repo)."""
+    return COMPONENTS[component][0]
+
+
+def repo_url(repo: str) -> str:
+    return f"https://huggingface.co/{repo}"
+
+
+def source_of(rel: str) -> str:
+    """Download page of the repo holding ``rel`` (a path under the models folder)."""
+    rel = rel.replace("\\", "/")
+    for path, repo, files, _ in COMPONENTS.values():
+        if rel == path or rel in files or rel.startswith(path.rstrip("/") + "/"):
+            return repo_url(repo)
+    return repo_url(HALLO2_REPO if rel.startswith("hallo2") else HALLO_REPO)
 
 
 class ModelFileMissing(FileNotFoundError):
@@ -126,17 +166,20 @@ def files_to_fetch(which: Union[str, Iterable[str]]) -> List[Tuple[str, str]]:
     return out
 
 
-def download(models: Union[str, Path], which: Union[str, Iterable[str]] = "hallo") -> Path:
+def download(models: Union[str, Path], which: Union[str, Iterable[str]] = "hallo",
+             files: Optional[Iterable[Tuple[str, str]]] = None) -> Path:
     """Fetch components (or a bundle name: hallo, hallo2, hallo2-4k) with huggingface_hub.
 
-    Only called on explicit request (CLI ``download`` or ``generate --download``).
+    ``files`` ((repo, path) pairs, e.g. the missing part of a ``files_to_fetch`` plan) replaces
+    ``which``. Only called on explicit request (CLI ``download``, ``generate --download``, the
+    pack's download node).
     """
     from huggingface_hub import snapshot_download
 
     root = Path(models).expanduser()
     root.mkdir(parents=True, exist_ok=True)
     by_repo: dict = {}
-    for repo, f in files_to_fetch(which):
+    for repo, f in (files_to_fetch(which) if files is None else files):
         by_repo.setdefault(repo, []).append(f)
     for repo, files in by_repo.items():
         snapshot_download(repo_id=repo, allow_patterns=files, local_dir=str(root))

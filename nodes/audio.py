@@ -7,7 +7,7 @@ import torch
 from comfy_api.latest import io
 
 from . import common as C
-from . import convert, engine
+from . import convert
 from .progress import ClipProgress
 
 FPS = 25  # Hallo's audio features are computed at 25 video frames per second (640 samples at 16 kHz)
@@ -60,9 +60,16 @@ class HalloAudioEmbeds(io.ComfyNode):
         def progress(done, total):
             prog.step(0, int(100 * done / max(1, total)))
 
-        feats = engine.embed_audio({"waveform": wav.unsqueeze(0), "sample_rate": sr}, audio_models.wav2vec,
-                                   audio_models.separator_path, 60.0 if segment_60s else None,
-                                   progress=progress, interrupt=C.interrupted)
+        from hallo_core.audio import embed_audio, load_separator
+
+        # the onnxruntime separator session lives only for this call
+        separator = load_separator(audio_models.separator_path) if audio_models.separator_path else None
+        try:
+            feats = embed_audio({"waveform": wav.unsqueeze(0), "sample_rate": sr}, audio_models.wav2vec,
+                                separator=separator, segment_seconds=60.0 if segment_60s else None,
+                                progress=progress, interrupt=C.interrupted)
+        finally:
+            del separator
         feats.features = feats.features.to(C.out_device())
         fitted = convert.fit_audio_to_frames(audio, feats.num_frames, fps)
         return io.NodeOutput(feats, int(feats.num_frames), fitted, float(fps))

@@ -1,8 +1,9 @@
 """ComfyUI glue shared by all Hallo nodes: model folders, socket types, devices, model patchers.
 
-Imported only inside ComfyUI (it needs ``folder_paths`` and ``comfy``); hallo_core is imported lazily
-inside the node ``execute`` methods so that loading the pack stays cheap and never fails on a missing
-optional dependency.
+Imported only inside ComfyUI (it needs ``folder_paths`` and ``comfy``). Of hallo_core only the light
+modules (the model layout, the VAE scale) are imported at load time; the engine is imported inside the
+node ``execute`` methods so that loading the pack stays cheap and never fails on a missing optional
+dependency.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ import torch
 import folder_paths
 from comfy_api.latest import io
 
+from hallo_core import models_dir
+
 log = logging.getLogger("hallo")
 
 FOLDER = "hallo"
 CATEGORY = "Hallo"
-HF_HALLO = "https://huggingface.co/fudan-generative-ai/hallo"
-HF_HALLO2 = "https://huggingface.co/fudan-generative-ai/hallo2"
 
 # Socket types of this pack; the strings are unique so they never collide with core or other packs.
 HalloModelType = io.Custom("HALLO_MODEL")
@@ -50,8 +51,9 @@ def model_roots() -> list[str]:
         return [os.path.join(folder_paths.models_dir, FOLDER)]
 
 
-def missing(rel: str, source: str = HF_HALLO2) -> FileNotFoundError:
+def missing(rel: str) -> FileNotFoundError:
     """The error every loader raises for an absent file: names the expected path and the download."""
+    source = models_dir.source_of(rel)
     roots = model_roots()
     where = os.path.join(roots[0], rel)
     also = f" (also searched: {', '.join(roots[1:])})" if len(roots) > 1 else ""
@@ -61,23 +63,23 @@ def missing(rel: str, source: str = HF_HALLO2) -> FileNotFoundError:
     )
 
 
-def find_file(rel: str, source: str = HF_HALLO2) -> str:
+def find_file(rel: str) -> str:
     """Full path of ``rel`` in the first hallo root that has it, else a clear FileNotFoundError."""
     for root in model_roots():
         p = os.path.join(root, rel)
         if os.path.isfile(p):
             return p
-    raise missing(rel, source)
+    raise missing(rel)
 
 
-def find_dir(rel: str, must_contain: tuple[str, ...] = (), source: str = HF_HALLO2) -> str:
+def find_dir(rel: str, must_contain: tuple[str, ...] = ()) -> str:
     """Full path of directory ``rel`` (holding ``must_contain``) in the first root that has it."""
     for root in model_roots():
         p = os.path.join(root, rel)
         if os.path.isdir(p) and all(os.path.exists(os.path.join(p, f)) for f in must_contain):
             return p
     need = f" with {', '.join(must_contain)}" if must_contain else ""
-    raise missing(rel + "/" + need, source)
+    raise missing(rel + "/" + need)
 
 
 def root_of(full_path: str, rel: str) -> str:
@@ -225,7 +227,7 @@ class FaceModels:
 
 
 @dataclass
-class UpscalerModels:
+class UpscalerPatcher:
     """HALLO_UPSCALER: temporal CodeFormer + face helpers behind one patcher."""
 
     patcher: Any
@@ -244,38 +246,14 @@ class Reference:
     size: int = 512
 
 
-class ManagedCodec:
-    """hallo_core's VAE codec with the VAE brought onto the device before every encode/decode.
+def output_path(prefix: str, resume: bool) -> tuple[str, str, str]:
+    """(full path, file name, subfolder) of an mp4 under ComfyUI's output folder.
 
-    The VAE is a diffusers module (not comfy.ops), so it is loaded fully; loading it may partially
-    offload the Hallo network, which comfy.ops layers handle by casting weights per forward.
+    With ``resume`` the name is fixed (``<prefix>.mp4``) so a re-run finds the partial file and its
+    checkpoint; otherwise a new numbered file, like core Save Video.
     """
-
-    def __init__(self, codec, patcher):
-        self.codec = codec
-        self.patcher = patcher
-
-    def __getattr__(self, name):
-        return getattr(self.codec, name)
-
-    def encode(self, pixels):
-        load_gpu([self.patcher], full=True)
-        return self.codec.encode(pixels.to(self.codec.device, self.codec.dtype))
-
-    def decode(self, latents, chunk=None, low_memory=False):
-        load_gpu([self.patcher], full=True)
-        return self.codec.decode(latents, chunk, low_memory=low_memory)
-
-
-def vae_codec(vae):
-    """(codec, patcher) for either the pack's HALLO_VAE or ComfyUI's core VAE."""
-    from . import engine
-
-    if hasattr(vae, "codec") and hasattr(vae, "patcher") and hasattr(vae, "folder"):
-        return ManagedCodec(vae.codec(), vae.patcher), vae.patcher
-    if hasattr(vae, "first_stage_model") and hasattr(vae, "encode"):
-        if getattr(vae, "latent_channels", 4) != 4 or getattr(vae, "latent_dim", 2) != 2:
-            raise ValueError("Hallo needs an SD1.5-family VAE (4 latent channels, image VAE, e.g. "
-                             "vae-ft-mse-840000); the connected VAE is a different kind")
-        return engine.ComfyVaeCodec(vae), vae.patcher
-    raise ValueError(f"vae: expected a VAE from 'Hallo VAE Loader' or 'Load VAE', got {type(vae).__name__}")
+    out_dir = folder_paths.get_output_directory()
+    folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(prefix, out_dir)
+    os.makedirs(folder, exist_ok=True)
+    fname = f"{name}.mp4" if resume else f"{name}_{counter:05}_.mp4"
+    return os.path.join(folder, fname), fname, subfolder

@@ -7,10 +7,9 @@ import os
 
 from comfy_api.latest import io, ui
 
-from . import common as C
+from hallo_core import models_dir as md
 
-HALLO_REPO = "fudan-generative-ai/hallo"  # the only one with hallo/net.pth
-HALLO2_REPO = "fudan-generative-ai/hallo2"
+from . import common as C
 
 # Bundles of hallo_core.models_dir, which names the exact files and the repo of each.
 CHOICES = {
@@ -23,9 +22,7 @@ CHOICES = {
 
 def files_for(choice: str) -> list[tuple[str, str]]:
     """(repo, path) pairs; paths under the HF repos = paths under models/hallo."""
-    from . import engine
-
-    return engine.download_plan(CHOICES[choice])
+    return md.files_to_fetch(CHOICES[choice])
 
 
 def missing_files(files: list[tuple[str, str]], roots: list[str]) -> list[tuple[str, str]]:
@@ -40,7 +37,8 @@ class HalloDownloadModels(io.ComfyNode):
             display_name="Hallo Download Models",
             category=f"{C.CATEGORY}/loaders",
             description=f"Lists which official files are missing under models/hallo and, when 'download' is on, "
-                        f"fetches them from https://huggingface.co/{HALLO2_REPO} (hallo/net.pth from https://huggingface.co/{HALLO_REPO}) "
+                        f"fetches them from {md.repo_url(md.HALLO2_REPO)} ({md.rel_path('hallo')} from "
+                        f"{md.repo_url(md.HALLO_REPO)}) "
                         "with huggingface_hub (several GB). "
                         "Afterwards, refresh the page (R) so the loaders list the new files.",
             inputs=[
@@ -64,18 +62,16 @@ class HalloDownloadModels(io.ComfyNode):
         if todo and download:
             import comfy.utils
 
-            from . import engine
-
             target = roots[0]
             os.makedirs(target, exist_ok=True)
             pbar = comfy.utils.ProgressBar(len(todo))
             for i, (repo, f) in enumerate(todo):
                 C.interrupted()
-                engine.hf_download(repo, [f], target)
+                md.download(target, files=[(repo, f)])
                 pbar.update_absolute(i + 1, len(todo))
                 lines.append(f"downloaded {f}")
         else:
-            lines += [f"missing: {f} (https://huggingface.co/{repo})" for repo, f in todo]
+            lines += [f"missing: {f} ({md.repo_url(repo)})" for repo, f in todo]
             if todo:
                 lines.append("switch 'download' on and queue again to fetch them")
         text = "\n".join(lines)

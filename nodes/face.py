@@ -6,7 +6,7 @@ import torch
 from comfy_api.latest import io
 
 from . import common as C
-from . import convert, engine
+from . import convert
 
 
 class HalloFaceAnalysis(io.ComfyNode):
@@ -57,15 +57,17 @@ class HalloFaceAnalysis(io.ComfyNode):
 
     @classmethod
     def execute(cls, face_models, image, size, mode, face_expand_ratio, no_face) -> io.NodeOutput:
+        from hallo_core.face import NoFaceError, prepare_face
+
         rgb = convert.image_to_rgb_uint8(image, 0)
         C.interrupted()
+        # onnxruntime / mediapipe sessions are created and released inside hallo_core for this call.
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if face_models.onnx_device == "gpu" else None
         try:
-            face = engine.prepare_face(rgb, face_models.models_dir, int(size), mode, float(face_expand_ratio),
-                                       no_face, face_models.onnx_device)
-        except Exception as e:
-            if type(e).__name__ == "NoFaceError":
-                raise ValueError(f"image: {e}") from e
-            raise
+            face = prepare_face(rgb, face_models.models_dir, size=int(size), mode=mode,
+                                face_expand_ratio=float(face_expand_ratio), no_face=no_face, providers=providers)
+        except NoFaceError as e:
+            raise ValueError(f"image: {e}") from e
         for note in getattr(face, "notes", []) or []:
             C.log.warning("Hallo face analysis: %s", note)
         s = int(face.size)

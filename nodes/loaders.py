@@ -11,15 +11,16 @@ import os
 
 from comfy_api.latest import io
 
-from . import common as C
-from . import engine
+from hallo_core import models_dir as md
 
-UNET_CONFIG = "stable-diffusion-v1-5/unet/config.json"
-VAE_DIR = "sd-vae-ft-mse"
-WAV2VEC_DIR = "wav2vec/wav2vec2-base-960h"
-FACE_DIR = "face_analysis/models"
-FACE_FILES = ("scrfd_10g_bnkps.onnx", "glintr100.onnx")
-LANDMARKER = "face_landmarker_v2_with_blendshapes.task"
+from . import common as C
+
+UNET_CONFIG = md.rel_path("unet_config")
+VAE_DIR = md.rel_path("vae")
+WAV2VEC_DIR = md.rel_path("wav2vec")
+FACE_DIR = md.rel_path("face_analysis")
+*FACE_FILES, LANDMARKER = md.FACE_FILES  # the landmarker is optional (legacy FaceMesh otherwise)
+SEPARATOR_DIR = md.rel_path("audio_separator").rsplit("/", 1)[0]
 
 HalloVaeType = io.Custom("HALLO_VAE")
 
@@ -40,7 +41,7 @@ def _vae_dirs() -> list[str]:
 
 
 def _separators() -> list[str]:
-    return ["none"] + C.list_files((".onnx",), "audio_separator/")
+    return ["none"] + C.list_files((".onnx",), SEPARATOR_DIR + "/")
 
 
 def _find_unet_config(model_root: str) -> str | None:
@@ -59,7 +60,7 @@ class HalloModelLoader(io.ComfyNode):
                         "and motion modules, face locator, projections) from models/hallo. The UNet shape comes "
                         f"from {UNET_CONFIG} when present, else the built-in SD1.5 config.",
             inputs=[
-                io.Combo.Input("model", options=C.combo_options(_net_files(), "hallo2/net.pth"),
+                io.Combo.Input("model", options=C.combo_options(_net_files(), md.rel_path("hallo2")),
                                tooltip="net.pth (or a converted .safetensors) under models/hallo: hallo/net.pth "
                                        "for Hallo, hallo2/net.pth for Hallo2 long videos."),
                 io.Combo.Input("precision", options=C.PRECISIONS, default="auto",
@@ -77,7 +78,7 @@ class HalloModelLoader(io.ComfyNode):
 
         path = folder_paths.get_full_path(C.FOLDER, model)
         if path is None:
-            raise C.missing(model, C.HF_HALLO2 if "hallo2" in model else C.HF_HALLO)
+            raise C.missing(model)
         root = C.root_of(path, model)
         cfg_path = _find_unet_config(root)
         if cfg_path is None:
@@ -85,8 +86,13 @@ class HalloModelLoader(io.ComfyNode):
         dev = C.load_device()
         dtype = C.pick_dtype(precision, dev, n_params=2_400_000_000)
         ops = C.pick_operations(dtype, dev)
-        net, cfg = engine.build_hallo_net(cfg_path, ops, dtype)
-        engine.load_hallo_weights(net, path)  # fills the meta-device net on the CPU, cast to dtype
+        from hallo_core.io.checkpoints import load_hallo_weights
+        from hallo_core.models import build_hallo_net, load_unet_config
+
+        cfg = load_unet_config(cfg_path)
+        # no weights allocated (meta device); the strict checkpoint load fills it on the CPU, cast to dtype
+        net = build_hallo_net(unet_config=cfg, operations=ops, device="meta", dtype=dtype)
+        load_hallo_weights(net, path)
         net = net.to(device=C.offload_device(), dtype=dtype).eval().requires_grad_(False)
         patcher = C.make_patcher(C.Container(C.offload_device(), dtype, net=net))
         version = "hallo2" if "hallo2" in model.replace("\\", "/").split("/")[0] else "hallo"
@@ -101,7 +107,9 @@ class HalloVAE:
         self.folder = folder
 
     def codec(self):
-        return engine.vae_codec(self.patcher.model.vae)
+        from hallo_core.io.vae import VaeCodec
+
+        return VaeCodec(self.patcher.model.vae)
 
 
 class HalloVAELoader(io.ComfyNode):
@@ -127,10 +135,12 @@ class HalloVAELoader(io.ComfyNode):
 
     @classmethod
     def execute(cls, vae_folder, precision) -> io.NodeOutput:
-        folder = C.find_dir(vae_folder, ("config.json",), C.HF_HALLO)
+        folder = C.find_dir(vae_folder, ("config.json",))
         dev = C.load_device()
         dtype = C.pick_dtype(precision, dev) if precision != "auto" else C.pick_dtype("fp32", dev)
-        vae = engine.load_vae_module(folder, C.offload_device(), dtype)
+        from hallo_core.io.vae import load_vae
+
+        vae = load_vae(folder, device=C.offload_device(), dtype=dtype)
         patcher = C.make_patcher(C.Container(C.offload_device(), dtype, vae=vae))
         return io.NodeOutput(HalloVAE(patcher, folder))
 
@@ -158,11 +168,13 @@ class HalloAudioModelLoader(io.ComfyNode):
 
     @classmethod
     def execute(cls, separator, precision) -> io.NodeOutput:
-        folder = C.find_dir(WAV2VEC_DIR, ("config.json",), C.HF_HALLO)
-        sep = None if separator == "none" else C.find_file(separator, C.HF_HALLO)
+        folder = C.find_dir(WAV2VEC_DIR, ("config.json",))
+        sep = None if separator == "none" else C.find_file(separator)
         dev = C.load_device()
         dtype = C.pick_dtype(precision, dev) if precision != "auto" else C.pick_dtype("fp32", dev)
-        w2v = engine.load_wav2vec(folder, C.offload_device(), dtype)
+        from hallo_core.audio import HalloWav2Vec
+
+        w2v = HalloWav2Vec.from_pretrained(folder, device=C.offload_device(), dtype=dtype)
         patcher = C.make_patcher(C.Container(C.offload_device(), dtype, wav2vec=w2v))
         return io.NodeOutput(C.AudioModels(patcher=patcher, wav2vec_dir=folder, separator_path=sep, dtype=dtype))
 
@@ -189,8 +201,8 @@ class HalloFaceModelLoader(io.ComfyNode):
     @classmethod
     def execute(cls, onnx_device) -> io.NodeOutput:
         for f in FACE_FILES:
-            C.find_file(f"{FACE_DIR}/{f}", C.HF_HALLO)
-        folder = C.find_dir(FACE_DIR, FACE_FILES, C.HF_HALLO)
+            C.find_file(f"{FACE_DIR}/{f}")
+        folder = C.find_dir(FACE_DIR, tuple(FACE_FILES))
         if not os.path.isfile(os.path.join(folder, LANDMARKER)):
             C.log.info("Hallo: %s not found in %s; the face node will use mediapipe's legacy FaceMesh if the "
                        "installed mediapipe still has it", LANDMARKER, folder)

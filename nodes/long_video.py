@@ -8,22 +8,7 @@ from fractions import Fraction
 from comfy_api.latest import InputImpl, Types, io, ui
 
 from . import common as C
-from . import convert, engine, sampler
-
-
-def _output_path(prefix: str, resume: bool) -> tuple[str, str, str]:
-    """(full path, file name, subfolder) under ComfyUI's output folder.
-
-    With ``resume`` the name is fixed (``<prefix>.mp4``) so a re-run finds the partial file and its
-    checkpoint; otherwise a new numbered file, like core Save Video.
-    """
-    import folder_paths
-
-    out_dir = folder_paths.get_output_directory()
-    folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(prefix, out_dir)
-    os.makedirs(folder, exist_ok=True)
-    fname = f"{name}.mp4" if resume else f"{name}_{counter:05}_.mp4"
-    return os.path.join(folder, fname), fname, subfolder
+from . import convert, sampler
 
 
 class HalloLongVideo(io.ComfyNode):
@@ -78,27 +63,28 @@ class HalloLongVideo(io.ComfyNode):
         return True
 
     @classmethod
-    def execute(cls, hallo_model, vae, reference, audio_embeds, seed, steps, cfg, pose_weight, face_weight,
-                lip_weight, scheduler, mask_rate, output_mode, filename_prefix, resume, audio=None, fast=True,
-                cfg_steps=0, low_vram=False) -> io.NodeOutput:
-        speed = dict(fast=fast, cfg_steps=cfg_steps, low_vram=low_vram)
+    def execute(cls, hallo_model, vae, reference, audio_embeds, output_mode, filename_prefix, resume, audio=None,
+                **widgets) -> io.NodeOutput:
+        from hallo_core.io.video import MemorySink, Mp4Sink
+        from hallo_core.pipeline.generate import checkpoint_path_for
+
+        settings = sampler.settings(**widgets)
         node_id = cls.hidden.unique_id if cls.hidden is not None else None
         fps = float(getattr(audio_embeds, "fps", 25))
         n = int(audio_embeds.num_frames)
         fitted = convert.fit_audio_to_frames(audio, n, fps) if audio is not None else None
         if output_mode == "image":
-            sink = engine.memory_sink()
-            sampler.run(node_id, hallo_model, vae, reference, audio_embeds, seed, steps, cfg, pose_weight,
-                        face_weight, lip_weight, scheduler, sink, mask_rate=mask_rate, **speed)
+            sink = MemorySink()
+            sampler.run(node_id, hallo_model, vae, reference, audio_embeds, settings, sink)
             images = sink.images()[:n].to(C.out_device())
             video = InputImpl.VideoFromComponents(
                 Types.VideoComponents(images=images, audio=fitted, frame_rate=Fraction(fps).limit_denominator(1000)))
             return io.NodeOutput(images, video, fps)
 
-        path, fname, subfolder = _output_path(filename_prefix, bool(resume))
+        path, fname, subfolder = C.output_path(filename_prefix, bool(resume))
         wav = fitted["waveform"][0] if fitted is not None else None
         sr = fitted["sample_rate"] if fitted is not None else 16000
-        sink = engine.mp4_sink(path, wav, sr)
+        sink = Mp4Sink(path, waveform=wav, sample_rate=sr)
         last = {}
 
         class _Tail:  # remembers the last frame so the IMAGE output stays one frame
@@ -111,9 +97,8 @@ class HalloLongVideo(io.ComfyNode):
 
         # hallo_core closes the sink itself, on Cancel too: the file stays playable up to the last
         # finished clip, and the checkpoint next to it lets a re-run with resume continue.
-        sampler.run(node_id, hallo_model, vae, reference, audio_embeds, seed, steps, cfg, pose_weight,
-                    face_weight, lip_weight, scheduler, _Tail(), mask_rate=mask_rate,
-                    checkpoint=engine.checkpoint_path_for(path) if resume else None, resume=bool(resume), **speed)
+        sampler.run(node_id, hallo_model, vae, reference, audio_embeds, settings, _Tail(),
+                    checkpoint=str(checkpoint_path_for(path)) if resume else None, resume=bool(resume))
         image = convert.frames_to_image(last["f"]) if "f" in last else convert.frames_to_image(
             reference.face.pixels.unsqueeze(0), "-1_1")
         video = InputImpl.VideoFromFile(path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from . import common as C
+from .comfy_vae import vae_codec
 from .loaders import HalloVaeType
 
 
@@ -35,11 +36,13 @@ class HalloReference(io.ComfyNode):
 
     @classmethod
     def execute(cls, hallo_model, vae, face_data) -> io.NodeOutput:
-        from . import engine
+        from hallo_core.pipeline.generate import prepare_context
 
-        codec, _ = C.vae_codec(vae)
+        codec, _ = vae_codec(vae)
         C.load_gpu([hallo_model.patcher], full=True)  # hallo_core computes on the network's device
-        ctx = engine.prepare_context(hallo_model.net, codec, face_data, device=C.out_device())
+        # default settings = what the samplers use (fast path, 16-frame clips); computed on the model's
+        # device, then kept on ComfyUI's intermediate device between nodes
+        ctx = prepare_context(hallo_model.net, codec, face_data).to(C.out_device())
         latent = ctx.ref_latent.float()
         return io.NodeOutput(C.Reference(face=face_data, ref_latent=latent, context=ctx, size=int(face_data.size)))
 

@@ -7,11 +7,9 @@ from typing import Optional
 from comfy_api.latest import io
 
 from . import common as C
-from . import convert, engine
+from .comfy_vae import vae_codec
 from .progress import ClipProgress
 from .reference import vae_input
-
-CLIP_LENGTH = 16
 
 
 def sampling_inputs(default_steps: int = 40) -> list:
@@ -73,9 +71,28 @@ def check_sampling(steps, cfg, cfg_steps=0) -> bool | str:
     return True
 
 
-def run(node_id, hallo_model, vae, reference, audio_embeds, seed, steps, cfg, pose_weight, face_weight,
-        lip_weight, scheduler, sink, mask_rate: float = 0.0, checkpoint: Optional[str] = None,
-        resume: bool = False, fast: bool = True, cfg_steps: int = 0, low_vram: bool = False):
+def settings(seed, steps, cfg, pose_weight, face_weight, lip_weight, scheduler, mask_rate=0.0, fast=True,
+             cfg_steps=0, low_vram=False, **_):
+    """The sampler widgets as hallo_core's GenerationSettings, built once per node run.
+
+    ``mask_rate`` 0 is plain Hallo chaining; the engine's ``use_mask`` flag follows from it (with
+    the engine's default rate kept, so the resume fingerprint of a plain run does not depend on the
+    widget's value). ``low_vram`` covers the engine's ``offload_reference`` (the engine offloads for
+    either). ``cfg_steps`` 0 is CFG on every step. Other keyword arguments (the node's non-sampling
+    widgets) are ignored, so a node can pass all of its widgets.
+    """
+    from hallo_core.pipeline.generate import GenerationSettings
+
+    drop = float(mask_rate) > 0.0
+    return GenerationSettings(
+        steps=int(steps), cfg=float(cfg), pose_weight=float(pose_weight), face_weight=float(face_weight),
+        lip_weight=float(lip_weight), scheduler=scheduler, seed=int(seed),
+        use_mask=drop, mask_rate=float(mask_rate) if drop else GenerationSettings.mask_rate,
+        fast=bool(fast), cfg_steps=int(cfg_steps) if int(cfg_steps or 0) > 0 else None, low_vram=bool(low_vram))
+
+
+def run(node_id, hallo_model, vae, reference, audio_embeds, settings, sink, checkpoint: Optional[str] = None,
+        resume: bool = False):
     """Drive hallo_core's clip loop with ComfyUI model management, progress and Cancel.
 
     The network is (re)loaded before every denoising step (hallo_core polls ``should_stop`` there): a
@@ -87,9 +104,11 @@ def run(node_id, hallo_model, vae, reference, audio_embeds, seed, steps, cfg, po
     """
     import comfy.model_management as mm
 
-    codec, _ = C.vae_codec(vae)
-    clips = max(1, -(-int(audio_embeds.num_frames) // CLIP_LENGTH))
-    prog = ClipProgress(node_id, clips=clips, steps=int(steps))
+    from hallo_core.pipeline.generate import generate
+
+    codec, _ = vae_codec(vae)
+    clips = max(1, -(-int(audio_embeds.num_frames) // settings.clip_frames))
+    prog = ClipProgress(node_id, clips=clips, steps=settings.steps)
     fps = float(getattr(audio_embeds, "fps", 25))
 
     # hallo_core finds the compute device from the first denoising-UNet weight, so the network is
@@ -110,16 +129,12 @@ def run(node_id, hallo_model, vae, reference, audio_embeds, seed, steps, cfg, po
         else:
             prog.step(clip, step)
 
-    settings = engine.generation_settings(
-        steps=int(steps), cfg=float(cfg), pose_weight=float(pose_weight), face_weight=float(face_weight),
-        lip_weight=float(lip_weight), scheduler=scheduler, seed=int(seed),
-        use_mask=float(mask_rate) > 0.0, mask_rate=float(mask_rate) if float(mask_rate) > 0 else 0.25,
-        fast=bool(fast), cfg_steps=int(cfg_steps) if int(cfg_steps or 0) > 0 else None, low_vram=bool(low_vram))
     load()
-    result = engine.generate(hallo_model.net, codec, reference.face, audio_embeds, settings, sink,
-                             checkpoint=checkpoint, resume=resume, callback=callback,
-                             should_stop=should_stop, model_id=hallo_model.path,
-                             context=engine.context_for(reference, settings.fast))
+    # The Reference node's context holds fast-path features; the plain path (fast=False) builds its own.
+    context = reference.context if settings.fast else None
+    result = generate(hallo_model.net, codec, reference.face, audio_embeds, settings, sink,
+                      checkpoint=checkpoint, resume=resume, callback=callback, should_stop=should_stop,
+                      model_id=hallo_model.path, context=context)
     if getattr(result, "interrupted", False):
         C.interrupted()  # raises InterruptProcessingException (the flag is still set)
         raise mm.InterruptProcessingException()
@@ -150,16 +165,16 @@ class HalloSampler(io.ComfyNode):
         return check_sampling(steps, cfg, cfg_steps)
 
     @classmethod
-    def execute(cls, hallo_model, vae, reference, audio_embeds, seed, steps, cfg, pose_weight, face_weight,
-                lip_weight, scheduler, fast=True, cfg_steps=0, low_vram=False) -> io.NodeOutput:
-        sink = engine.memory_sink()
+    def execute(cls, hallo_model, vae, reference, audio_embeds, **widgets) -> io.NodeOutput:
+        from hallo_core.io.video import MemorySink
+
+        sink = MemorySink()
         run(cls.hidden.unique_id if cls.hidden is not None else None, hallo_model, vae, reference, audio_embeds,
-            seed, steps, cfg, pose_weight, face_weight, lip_weight, scheduler, sink, mask_rate=0.0,
-            fast=fast, cfg_steps=cfg_steps, low_vram=low_vram)
+            settings(**widgets), sink)
         images = sink.images()[: int(audio_embeds.num_frames)]
         return io.NodeOutput(images.to(C.out_device()), float(getattr(audio_embeds, "fps", 25)))
 
 
 NODES = [HalloSampler]
 
-__all__ = ["HalloSampler", "run", "sampling_inputs", "speed_inputs", "model_inputs", "check_sampling", "convert"]
+__all__ = ["HalloSampler", "run", "settings", "sampling_inputs", "speed_inputs", "model_inputs", "check_sampling"]

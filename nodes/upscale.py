@@ -8,15 +8,11 @@ from fractions import Fraction
 import torch
 from comfy_api.latest import InputImpl, Types, io, ui
 
-from . import common as C
-from . import convert, engine
-from .long_video import _output_path
-from .progress import ClipProgress
+from hallo_core.models_dir import UPSCALER_FILES
 
-NET_G = "hallo2/net_g.pth"
-DETECTOR = "facelib/detection_Resnet50_Final.pth"
-PARSER = "facelib/parsing_parsenet.pth"
-CODEFORMER_SRC = "https://huggingface.co/fudan-generative-ai/hallo2 (hallo2/net_g.pth, facelib/)"
+from . import common as C
+from . import convert
+from .progress import ClipProgress
 
 
 class HalloUpscalerLoader(io.ComfyNode):
@@ -42,15 +38,21 @@ class HalloUpscalerLoader(io.ComfyNode):
 
     @classmethod
     def execute(cls, fp16, use_parser) -> io.NodeOutput:
-        net_g = C.find_file(NET_G, CODEFORMER_SRC)
-        det = C.find_file(DETECTOR, CODEFORMER_SRC)
-        par = C.find_file(PARSER, CODEFORMER_SRC) if use_parser else None
-        dev = C.load_device()
+        from hallo_core.io import upscaler_weights as uw
+
+        net_g = C.find_file(UPSCALER_FILES["codeformer"])
+        det = C.find_file(UPSCALER_FILES["detector"])
+        par = C.find_file(UPSCALER_FILES["parser"]) if use_parser else None
+        dev, off = C.load_device(), C.offload_device()
         dtype = torch.float32  # upstream keeps the weights fp32 and uses autocast for --fp16
-        nets = engine.load_upscaler_nets(net_g, det, par, C.offload_device(), dtype, C.pick_operations(dtype, dev))
-        mods = {k: v for k, v in nets.items() if v is not None}
-        patcher = C.make_patcher(C.Container(C.offload_device(), dtype, **mods))
-        return io.NodeOutput(C.UpscalerModels(patcher=patcher, dtype=dtype, fp16=bool(fp16),
+        ops = C.pick_operations(dtype, dev)
+        # only the CodeFormer would take another precision; detector and parser stay fp32 (as upstream)
+        mods = {"codeformer": uw.load_temporal_codeformer(net_g, device=off, dtype=dtype, operations=ops),
+                "detector": uw.load_retinaface(det, device=off, dtype=torch.float32, operations=ops)}
+        if par is not None:
+            mods["parser"] = uw.load_parsenet(par, device=off, dtype=torch.float32, operations=ops)
+        patcher = C.make_patcher(C.Container(off, dtype, **mods))
+        return io.NodeOutput(C.UpscalerPatcher(patcher=patcher, dtype=dtype, fp16=bool(fp16),
                                               paths={"net_g": net_g, "detector": det, "parser": par}))
 
 
@@ -69,7 +71,9 @@ def _background(upscale_model):
         return comfy.utils.tiled_scale(x.to(device), lambda a: upscale_model(a), tile_x=512, tile_y=512,
                                        overlap=32, upscale_amount=upscale_model.scale)
 
-    return engine.tensor_upscaler(model), lambda: upscale_model.to("cpu")
+    from hallo_core.upscale.background import tensor_upscaler
+
+    return tensor_upscaler(model), lambda: upscale_model.to("cpu")
 
 
 class HalloTemporalUpscale(io.ComfyNode):
@@ -141,13 +145,13 @@ class HalloTemporalUpscale(io.ComfyNode):
         C.load_gpu([upscaler.patcher], full=True)  # detector/parser are not partially loadable
         prog = ClipProgress(node_id, clips=1, steps=max(1, total))
         bg, release = _background(upscale_model)
-        nets = {"codeformer": getattr(upscaler.patcher.model, "codeformer"),
-                "detector": getattr(upscaler.patcher.model, "detector"),
-                "parser": getattr(upscaler.patcher.model, "parser", None)}
-        it = engine.upscale_frames(source, nets, bg, s, float(fidelity), face_upsample=bool(face_upsample),
-                                   landmark_smoothing=float(landmark_smoothing), total=total,
-                                   progress=lambda done, tot: prog.step(0, done), interrupt=C.interrupted,
-                                   fp16=upscaler.fp16)
+        from hallo_core.upscale.video_upscale import upscale_frames
+
+        m = upscaler.patcher.model
+        it = upscale_frames(source, m.codeformer, m.detector, getattr(m, "parser", None), bg, s, float(fidelity),
+                            face_upsample=bool(face_upsample), landmark_smoothing=float(landmark_smoothing),
+                            total=total, progress=lambda done, tot: prog.step(0, done), interrupt=C.interrupted,
+                            fp16=upscaler.fp16)
         try:
             if output_mode == "image":
                 out = torch.stack([f.float().cpu() for f in it]).to(C.out_device())
@@ -155,7 +159,7 @@ class HalloTemporalUpscale(io.ComfyNode):
                 return io.NodeOutput(out, video)
             from hallo_core.upscale.video_io import write_video
 
-            path, fname, subfolder = _output_path(filename_prefix, False)
+            path, fname, subfolder = C.output_path(filename_prefix, False)
             last = {}
 
             def bgr():

@@ -28,7 +28,7 @@ SCRIPT = textwrap.dedent("""
     import comfy.sd
     from diffusers import AutoencoderKL
     from hallo_core.io.vae import VaeCodec
-    spec = importlib.util.spec_from_file_location("pack_engine", os.path.join(os.environ["REPO"], "nodes", "engine.py"))
+    spec = importlib.util.spec_from_file_location("pack_comfy_vae", os.path.join(os.environ["REPO"], "nodes", "comfy_vae.py"))
     eng = importlib.util.module_from_spec(spec); spec.loader.exec_module(eng)
     torch.manual_seed(0)
     vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,

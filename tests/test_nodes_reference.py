@@ -1,7 +1,8 @@
-"""The Reference node's prepared context through the pack's engine adapters (no ComfyUI needed).
+"""The Reference node's prepared context, handed to the clip loop the way the samplers do (no ComfyUI needed).
 
-The Reference node calls ``engine.prepare_context`` once; the samplers hand it to ``engine.generate``
-through ``engine.context_for``. The frames must be exactly those of a run that prepares everything itself.
+The Reference node calls ``prepare_context`` once and moves it to the intermediate device; the samplers
+pass it to ``generate`` on the fast path only (``nodes.sampler.run``). The frames must be exactly those of
+a run that prepares everything itself.
 """
 
 from dataclasses import dataclass
@@ -12,10 +13,10 @@ import torch
 
 from hallo_core.io.vae import VaeCodec
 from hallo_core.io.video import MemorySink
-from nodes import engine
+from hallo_core.pipeline.generate import GenerationSettings, generate, prepare_context
 from tests.support.tiny_engine import build_tiny_net, build_tiny_vae, random_audio, random_face_data
 
-CLIP = 16  # the node adapters use hallo_core's default clip length
+CLIP = 16  # the nodes use hallo_core's default clip length
 
 
 @dataclass
@@ -30,21 +31,25 @@ def parts():
     return build_tiny_net(seed=0), VaeCodec(build_tiny_vae(seed=1)), random_face_data(64, seed=2)
 
 
+def _context_for(ref, settings):
+    """What nodes.sampler.run hands to generate."""
+    return ref.context if settings.fast else None
+
+
 def _run(parts, ref, fast=True, face=None, **kw):
     net, vae, f = parts
-    settings = engine.generation_settings(steps=2, seed=7, fast=fast, **kw)
+    settings = GenerationSettings(steps=2, seed=7, fast=fast, **kw)
     sink = MemorySink(torch.float32)
-    engine.generate(net, vae, face or ref.face, random_audio(20, CLIP, seed=3), settings, sink,
-                    context=engine.context_for(ref, settings.fast))
+    generate(net, vae, face or ref.face, random_audio(20, CLIP, seed=3), settings, sink,
+             context=_context_for(ref, settings))
     return sink.images()
 
 
 def test_reference_context_is_used_and_gives_the_same_frames(parts):
     net, vae, face = parts
-    ctx = engine.prepare_context(net, vae, face, device="cpu")
+    ctx = prepare_context(net, vae, face).to("cpu")
     assert ctx.frames == CLIP and ctx.ref_banks and ctx.ref_latent.shape[-1] == 64 // vae.scale_factor
     ref = Ref(face, ctx)
-    assert engine.context_for(ref, True) is ctx and engine.context_for(ref, False) is None
     plain = _run(parts, Ref(face))  # no context: hallo_core prepares it itself
     assert plain.shape[0] == 20
     assert torch.equal(_run(parts, ref), plain)
@@ -55,7 +60,7 @@ def test_reference_context_is_used_and_gives_the_same_frames(parts):
 
 def test_reference_context_from_another_face_or_model_is_an_error(parts):
     net, vae, face = parts
-    ref = Ref(face, engine.prepare_context(net, vae, face))
+    ref = Ref(face, prepare_context(net, vae, face))
     with pytest.raises(ValueError, match="another face"):
         _run(parts, ref, face=random_face_data(64, seed=9))
     other = (build_tiny_net(seed=4), vae, face)

@@ -20,7 +20,7 @@ SCRIPT = """
     face, empty = textured_frame(seed=0), flat_frame()
     nets = dict(codeformer=tiny_codeformer(), detector=tiny_detector(face, empty), parser=tiny_parser())
     patcher = C.make_patcher(C.Container(torch.device("cpu"), torch.float32, **nets))
-    models = C.UpscalerModels(patcher=patcher, dtype=torch.float32, paths={}, fp16=False)
+    models = C.UpscalerPatcher(patcher=patcher, dtype=torch.float32, paths={}, fp16=False)
     bgr = [face, face, empty, face]
     image = torch.stack([torch.from_numpy(f[:, :, ::-1].copy()).float() / 255 for f in bgr])
     node = up.HalloTemporalUpscale

@@ -16,9 +16,10 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
+from ..models_dir import FACE_DETECTOR
 from .runtime import get_session, missing_model_error
 
-DETECTOR_FILENAME = "scrfd_10g_bnkps.onnx"
+DETECTOR_FILENAME = FACE_DETECTOR
 
 # Output layouts by output count: (strides, anchors per cell, has key points). Outputs are
 # ordered scores for every stride, then boxes for every stride, then key points.

@@ -16,11 +16,12 @@ from typing import Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from ..models_dir import FACE_RECOGNIZER
 from .runtime import get_session, missing_model_error
 
 logger = logging.getLogger(__name__)
 
-RECOGNIZER_FILENAME = "glintr100.onnx"
+RECOGNIZER_FILENAME = FACE_RECOGNIZER
 
 # Where the eyes, nose tip and mouth corners land in a 112x112 ArcFace crop.
 ARCFACE_TEMPLATE = np.array(

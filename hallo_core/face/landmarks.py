@@ -21,12 +21,14 @@ from typing import List, Optional
 
 import numpy as np
 
+from ..models_dir import FACE_LANDMARKER, HALLO_REPO, rel_path, repo_url
+
 logger = logging.getLogger(__name__)
 
-TASK_FILENAME = "face_landmarker_v2_with_blendshapes.task"
+TASK_FILENAME = FACE_LANDMARKER
 DOWNLOAD_HINT = (
-    "download it from https://huggingface.co/fudan-generative-ai/hallo "
-    "(pretrained_models/face_analysis/models/" + TASK_FILENAME + ") into the face_analysis/models folder"
+    f"download it from {repo_url(HALLO_REPO)} "
+    f"(pretrained_models/{rel_path('face_analysis')}/{TASK_FILENAME}) into the {rel_path('face_analysis')} folder"
 )
 NUM_LANDMARKS = 478
 

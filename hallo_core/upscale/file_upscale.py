@@ -1,11 +1,7 @@
 """Video file -> video file upscaling, and the ``python -m hallo_core upscale`` command.
 
-Default weight layout (upstream's ``pretrained_models/``)::
-
-    <model_dir>/hallo2/net_g.pth
-    <model_dir>/facelib/detection_Resnet50_Final.pth
-    <model_dir>/facelib/parsing_parsenet.pth
-    <model_dir>/realesrgan/RealESRGAN_x2plus.pth
+The weights are read from upstream's ``pretrained_models/`` layout, whose file names
+``hallo_core.models_dir`` holds (``UPSCALER_FILES``).
 """
 
 from __future__ import annotations
@@ -18,16 +14,10 @@ from typing import Any, Callable, Optional, Union
 
 import torch
 
+from ..models_dir import UPSCALER_FILES as WEIGHT_FILES
 from .background import Upscaler, rrdb_upscaler
 from .video_io import probe, read_frames_bgr, write_video
 from .video_upscale import SCALES, UpscaleReport, upscale_frames_bgr
-
-WEIGHT_FILES = {
-    "codeformer": "hallo2/net_g.pth",
-    "detector": "facelib/detection_Resnet50_Final.pth",
-    "parser": "facelib/parsing_parsenet.pth",
-    "bg": "realesrgan/RealESRGAN_x2plus.pth",
-}
 
 
 @dataclass
