@@ -14,13 +14,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
+from . import models_dir
 from .errors import UserError, one_line
 from .io.checkpoints import CheckpointError
 from .io.headers import compare_manifest, manifest, onnx_check, zip_check
 
 PathLike = Union[str, os.PathLike]
-FACE_ONNX = ("scrfd_10g_bnkps.onnx", "glintr100.onnx")
-LANDMARKER_TASK = "face_landmarker_v2_with_blendshapes.task"
+FACE_ONNX = (models_dir.FACE_DETECTOR, models_dir.FACE_RECOGNIZER)
+LANDMARKER_TASK = models_dir.FACE_LANDMARKER
 LANDMARKER_MEMBERS = ("face_detector.tflite", "face_landmarks_detector.tflite")
 
 

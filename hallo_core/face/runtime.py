@@ -9,7 +9,6 @@ from typing import Optional, Sequence, Tuple
 
 logger = logging.getLogger(__name__)
 
-HF_HINT = "https://huggingface.co/fudan-generative-ai/hallo (pretrained_models/face_analysis/models/{name})"
 CPU = ("CPUExecutionProvider",)
 
 _SESSIONS: dict = {}
@@ -18,9 +17,12 @@ _LOCK = threading.Lock()
 
 def missing_model_error(path: str, what: str) -> FileNotFoundError:
     """A FileNotFoundError that says which file is needed and where to get it."""
+    from .. import models_dir
+
     name = os.path.basename(str(path))
     return FileNotFoundError(
-        f"{what} model {name} not found at {path}: download it from {HF_HINT.format(name=name)} "
+        f"{what} model {name} not found at {path}: download it from "
+        f"{models_dir.repo_url(models_dir.HALLO_REPO)} (pretrained_models/face_analysis/models/{name}) "
         "into the face_analysis/models folder"
     )
 

@@ -13,6 +13,8 @@ from typing import Optional, Union
 
 import torch
 
+from .. import models_dir
+
 LATENT_SCALE = 0.18215
 
 
@@ -23,8 +25,8 @@ def load_vae(folder: Union[str, Path], device="cpu", dtype=torch.float32):
     folder = Path(folder)
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(
-            f"VAE config not found: {folder / 'config.json'} (expected the sd-vae-ft-mse folder "
-            "of the Hugging Face repo fudan-generative-ai/hallo)"
+            f"VAE config not found: {folder / 'config.json'} (expected the VAE folder "
+            f"{models_dir.rel_path('vae')} of {models_dir.source_of(models_dir.rel_path('vae'))})"
         )
     weights = [n for n in ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
                if (folder / n).is_file()]
