@@ -81,15 +81,24 @@ def test_cli_tables_equal_the_engine_tables():
         assert c in models_dir.COMPONENTS
 
 
-def test_upscale_arguments_match_the_engine_entry_point():
-    """run_upscale reads the attribute names of the engine's own parser."""
-    from hallo_core.upscale.file_upscale import add_upscale_arguments
+def test_upscale_options_reach_the_engine_entry_point(monkeypatch, tmp_path):
+    """run_upscale reads every option it needs from the CLI's own parse (no second parser)."""
+    from hallo_core.upscale import file_upscale
 
-    engine = vars(add_upscale_arguments(argparse.ArgumentParser()).parse_args(["-i", "a", "-o", "b"]))
-    ours = vars(_subparsers()["upscale"].parse_args(["-i", "a", "-o", "b"]))
-    ours["model_dir"] = ours.pop("models")
-    assert set(engine) == set(ours)
-    assert {k: engine[k] for k in engine} == {k: ours[k] for k in engine}
+    seen = {}
+    monkeypatch.setattr(file_upscale, "load_upscaler_models", lambda *a, **k: "models")
+
+    def fake_upscale(src, dst, models, scale, w, **kw):
+        seen.update(src=src, dst=dst, models=models, scale=scale, w=w, **kw)
+        return file_upscale.UpscaleReport()
+
+    monkeypatch.setattr(file_upscale, "upscale_video", fake_upscale)
+    a = _subparsers()["upscale"].parse_args(["-i", "a.mp4", "-o", "b.mp4", "-s", "4", "-w", "0.7", "--crf", "20",
+                                             "--face", "largest", "--smooth-landmarks", "0.3"])
+    a.model_dir = a.models
+    file_upscale.run_upscale(a)
+    assert (seen["src"], seen["dst"], seen["models"], seen["scale"], seen["w"]) == ("a.mp4", "b.mp4", "models", 4, 0.7)
+    assert (seen["crf"], seen["face_mode"], seen["landmark_smoothing"], seen["paster"]) == (20, "largest", 0.3, None)
 
 
 def test_offline_download_is_one_error_line(monkeypatch, tmp_path, capsys):

@@ -17,7 +17,7 @@ import torch
 from ..models_dir import UPSCALER_FILES as WEIGHT_FILES
 from .background import Upscaler, rrdb_upscaler
 from .video_io import probe, read_frames_bgr, write_video
-from .video_upscale import SCALES, UpscaleReport, upscale_frames_bgr
+from .video_upscale import UpscaleReport, upscale_frames_bgr
 
 
 @dataclass
@@ -97,33 +97,8 @@ def _pasted_bgr(frames, paster):
         yield paster.paste(bgr[None, :, :, ::-1])[0][:, :, ::-1]
 
 
-def add_upscale_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Options of ``python -m hallo_core upscale`` (names follow upstream's video_sr.py)."""
-    p.add_argument("-i", "--input", required=True, help="input video (any format PyAV reads)")
-    p.add_argument("-o", "--output", required=True, help="output .mp4")
-    p.add_argument("-s", "--upscale", type=int, default=2, choices=SCALES, help="output scale (default 2)")
-    p.add_argument("-w", "--fidelity_weight", type=float, default=0.5, help="CodeFormer fidelity w (default 0.5)")
-    p.add_argument("--model_dir", default="pretrained_models", help="folder with hallo2/, facelib/, realesrgan/")
-    p.add_argument("--device", default=None, help="cuda / cpu (default: cuda if available)")
-    p.add_argument("--fp16", action="store_true", help="half precision on CUDA")
-    p.add_argument("--bg_tile", type=int, default=400, help="RealESRGAN tile size (0 = no tiling)")
-    p.add_argument("--no_bg_upsampler", action="store_true", help="Lanczos-only background (not upstream)")
-    p.add_argument("--face_upsample", action="store_true", help="also RealESRGAN the restored faces")
-    p.add_argument("--face", default="last", choices=("last", "largest", "center"),
-                   help="which detected face to restore (last = upstream)")
-    p.add_argument("--missing_face", default="passthrough", choices=("passthrough", "hold"),
-                   help="frames without a face: background only, or reuse the last landmarks")
-    p.add_argument("--smooth_landmarks", type=float, default=0.0, help="temporal landmark smoothing in [0, 1)")
-    p.add_argument("--crf", type=int, default=18, help="x264 quality")
-    p.add_argument("--paste_into", nargs="?", const="", default=None, metavar="IMAGE",
-                   help="paste the restored crop video back into the photo (default: the sidecar's source)")
-    p.add_argument("--framing", default=None, help="crop record (default: INPUT.framing.json)")
-    p.add_argument("--max_side", type=int, default=1920, help="with --paste_into: cap on the long side")
-    return p
-
-
 def run_upscale(args: argparse.Namespace) -> int:
-    """Entry point for the CLI owner: ``run_upscale(add_upscale_arguments(sub).parse_args())``."""
+    """Entry point of ``hallo upscale``: ``args`` are the CLI's parsed options (hallo_core/cli.py)."""
     import logging
     import sys
 
