@@ -25,7 +25,7 @@ import torch
 from hallo_core.errors import UserError
 from hallo_core.io.checkpoints import TRACE_ENV
 from hallo_core.preflight import preflight_generate
-from tests._models_mirror import mirror, replace, shared_tiny_models
+from tests.support.models_mirror import mirror, replace, shared_tiny_models
 
 OPTIONS = {"steps": 2, "cfg": 3.5, "seed": 42, "pose_weight": 1.0, "face_weight": 1.0, "lip_weight": 1.0,
            "size": 64, "mask_rate": 0.25, "cfg_steps": None}

@@ -13,7 +13,7 @@ from hallo_core.checks import check_model_files, expected_net_keys
 from hallo_core.errors import UserError
 from hallo_core.io.checkpoints import CheckpointError
 from hallo_core.io.headers import compare_manifest, onnx_check, safetensors_manifest, torch_manifest, zip_check
-from tests._models_mirror import mirror, replace, shared_tiny_models
+from tests.support.models_mirror import mirror, replace, shared_tiny_models
 
 torch.set_num_threads(1)
 

@@ -47,11 +47,9 @@ def shared_tiny_models() -> Path:
     """The tiny models folder, built once per test process (removed at exit)."""
     if "root" not in _SHARED:
         import atexit
-        import sys
         import tempfile
 
-        sys.path.insert(0, str(Path(__file__).parent))
-        from tiny_models import build_models_dir
+        from .models_folder import build_models_dir
 
         tmp = Path(tempfile.mkdtemp(prefix="hallo_tiny_models_"))
         atexit.register(shutil.rmtree, tmp, True)
