@@ -44,7 +44,7 @@ class GenerationSettings(SamplerSettings):
 
 def _owner(net, vae, face: FaceData, settings: "GenerationSettings") -> dict:
     """What a VideoContext depends on: the network, the VAE, the face and the clip geometry."""
-    return {"net": id(net), "vae": id(getattr(vae, "vae", vae)), "dtype": str(model_dtype(net)),
+    return {"net": id(net), "vae": id(getattr(vae, "vae", vae)), "dtype": str(model_dtype(net, settings)),
             "size": int(face.pixels.shape[-1]), "frames": int(settings.clip_frames), "fast": bool(settings.fast)}
 
 
@@ -59,7 +59,7 @@ def prepare_context(net, vae: VaeCodec, face: FaceData,
     Pass it as ``generate(..., context=ctx)`` with the same net, VAE and face.
     """
     settings = settings or GenerationSettings()
-    ctx = prepare_video(net, vae, face, settings.clip_frames, fast=settings.fast)
+    ctx = prepare_video(net, vae, face, settings.clip_frames, fast=settings.fast, settings=settings)
     if ctx.ref_latent is not None:
         ctx.ref_banks = reference_image_banks(net, ctx.ref_latent, ctx.face_tokens,
                                               settings.offload_reference or settings.low_vram)
@@ -173,16 +173,16 @@ def generate(
 
     if context is not None:
         check_context(context, net, vae, face, settings)
-        ctx = context.to(model_device(net))
+        ctx = context.to(model_device(net, settings))
     else:
-        ctx = prepare_video(net, vae, face, fclip, fast=settings.fast)
+        ctx = prepare_video(net, vae, face, fclip, fast=settings.fast, settings=settings)
     scheduler = make_scheduler(settings.scheduler)
     if motion is None and initial is not None:
         if initial.size != size or initial.pixels.shape[0] != nm:
             raise ValueError(f"motion frames: expected {nm} frames of {size}x{size}, got "
                              f"{tuple(initial.pixels.shape)}")
         s = size // vae.scale_factor
-        skip_clip_draws(generator, initial.clip_index, ctx.face_region, fclip, (s, s), model_dtype(net),
+        skip_clip_draws(generator, initial.clip_index, ctx.face_region, fclip, (s, s), model_dtype(net, settings),
                         settings.use_mask, settings.mask_rate)
         motion = initial.pixels.float()
     if motion is None:
