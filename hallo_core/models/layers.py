@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .attention import attention
 from .operations import resolve_operations
 
 
@@ -51,7 +52,7 @@ class Attention(nn.Module):
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Attention on already projected q [b,n,inner], k/v [b,m,inner]; returns to_out(result)."""
         h = self.heads
-        o = F.scaled_dot_product_attention(split_heads(q, h), split_heads(k, h), split_heads(v, h))
+        o = attention(split_heads(q, h), split_heads(k, h), split_heads(v, h))
         return self.to_out[0](merge_heads(o))
 
     def forward(self, x: torch.Tensor, context: Optional[torch.Tensor] = None) -> torch.Tensor:

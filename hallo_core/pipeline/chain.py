@@ -43,8 +43,13 @@ def first_motion_frames(ref_pixels: torch.Tensor, n: int = 2) -> torch.Tensor:
 
 
 def next_motion_frames(decoded: torch.Tensor, n: int = 2) -> torch.Tensor:
-    """Later clips: the last ``n`` decoded frames ([0, 1], clamped) mapped to [-1, 1]."""
-    return decoded[-n:].float().clamp(0, 1) * 2.0 - 1.0
+    """Later clips: the last ``n`` decoded frames ([0, 1], clamped) mapped to [-1, 1].
+
+    Contiguous: the decoder can hand back channels-last frames, and the VAE's convolutions
+    round differently per layout, so frames that come back from outside (a saved IMAGE, a
+    resume checkpoint) must enter the encoder in the same layout to continue exactly.
+    """
+    return (decoded[-n:].float().clamp(0, 1) * 2.0 - 1.0).contiguous()
 
 
 def draw_keep_mask(generator: torch.Generator, size: int, mask_rate: float,

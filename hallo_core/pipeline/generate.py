@@ -8,7 +8,7 @@ first (when enabled), then the clip's initial noise.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional, Union
 
@@ -18,6 +18,7 @@ from ..io.vae import VaeCodec
 from ..io.video import FrameSink, MemorySink
 from ..types import AudioFeatures, FaceData
 from .chain import audio_window, drop_motion_frames, first_motion_frames, next_motion_frames, plan_clips
+from .motion import MotionFrames, skip_clip_draws
 from .resume import ResumeState, fingerprint, load_state, save_state
 from .sampler import SamplerSettings, VideoContext, model_device, model_dtype, prepare_video, sample_clip
 from .scheduler import make_scheduler
@@ -43,7 +44,7 @@ class GenerationSettings(SamplerSettings):
 
 def _owner(net, vae, face: FaceData, settings: "GenerationSettings") -> dict:
     """What a VideoContext depends on: the network, the VAE, the face and the clip geometry."""
-    return {"net": id(net), "vae": id(getattr(vae, "vae", vae)), "dtype": str(model_dtype(net)),
+    return {"net": id(net), "vae": id(getattr(vae, "vae", vae)), "dtype": str(model_dtype(net, settings)),
             "size": int(face.pixels.shape[-1]), "frames": int(settings.clip_frames), "fast": bool(settings.fast)}
 
 
@@ -58,7 +59,7 @@ def prepare_context(net, vae: VaeCodec, face: FaceData,
     Pass it as ``generate(..., context=ctx)`` with the same net, VAE and face.
     """
     settings = settings or GenerationSettings()
-    ctx = prepare_video(net, vae, face, settings.clip_frames, fast=settings.fast)
+    ctx = prepare_video(net, vae, face, settings.clip_frames, fast=settings.fast, settings=settings)
     if ctx.ref_latent is not None:
         ctx.ref_banks = reference_image_banks(net, ctx.ref_latent, ctx.face_tokens,
                                               settings.offload_reference or settings.low_vram)
@@ -118,6 +119,7 @@ def generate(
     should_stop: Optional[Callable[[], bool]] = None,
     model_id: str = "",
     context: Optional[VideoContext] = None,
+    motion: Optional[MotionFrames] = None,
 ) -> GenerationResult:
     """Generate the whole video clip by clip, handing each finished clip to ``sink``.
 
@@ -132,8 +134,15 @@ def generate(
         model_id: free text folded into the input hash (e.g. the checkpoint file name).
         context: per-video constants from ``prepare_context`` for this net, VAE, face and
             settings (checked; ValueError otherwise); None computes them here. Same frames.
+        motion: continue from these frames (``motion.motion_frames_from_images``) instead of
+            the reference image; the generator is advanced past ``motion.clip_index`` clips, so
+            continuing from the last frames of a run of whole clips equals one run over the
+            joined audio. Its ``mask_rate``, when set, replaces the settings' Hallo2 drop.
     """
     settings = settings or GenerationSettings()
+    if motion is not None and motion.mask_rate is not None:
+        rate = float(motion.mask_rate)
+        settings = replace(settings, use_mask=rate > 0, mask_rate=rate if rate > 0 else settings.mask_rate)
     sink = sink if sink is not None else MemorySink()
     t0 = time.time()
     fclip, nm = settings.clip_frames, settings.motion_frames
@@ -143,10 +152,14 @@ def generate(
 
     generator = torch.Generator(device="cpu")
     generator.manual_seed(int(settings.seed))
-    input_hash = fingerprint(face, audio, settings.identity(), net, model_id)
+    identity = settings.identity()
+    if motion is not None:
+        identity["motion"] = _motion_digest(motion)
+    input_hash = fingerprint(face, audio, identity, net, model_id)
     ckpt = Path(checkpoint) if checkpoint is not None else None
 
-    start_clip, motion = 0, None
+    start_clip, initial = 0, motion
+    motion = None
     state = load_state(ckpt) if (resume and ckpt is not None and ckpt.is_file()) else None
     if state is not None:
         if state.input_hash != input_hash:
@@ -160,10 +173,18 @@ def generate(
 
     if context is not None:
         check_context(context, net, vae, face, settings)
-        ctx = context.to(model_device(net))
+        ctx = context.to(model_device(net, settings))
     else:
-        ctx = prepare_video(net, vae, face, fclip, fast=settings.fast)
+        ctx = prepare_video(net, vae, face, fclip, fast=settings.fast, settings=settings)
     scheduler = make_scheduler(settings.scheduler)
+    if motion is None and initial is not None:
+        if initial.size != size or initial.pixels.shape[0] != nm:
+            raise ValueError(f"motion frames: expected {nm} frames of {size}x{size}, got "
+                             f"{tuple(initial.pixels.shape)}")
+        s = size // vae.scale_factor
+        skip_clip_draws(generator, initial.clip_index, ctx.face_region, fclip, (s, s), model_dtype(net, settings),
+                        settings.use_mask, settings.mask_rate)
+        motion = initial.pixels.float()
     if motion is None:
         motion = first_motion_frames(ctx.ref_pixels, nm)
     motion = motion.to(ctx.face_tokens.device)
@@ -202,6 +223,15 @@ def generate(
             _save_committed(ckpt, pending, sink.committed_frames)
     frames_written = plan[clips_done - 1][0] + plan[clips_done - 1][1] if clips_done else 0
     return GenerationResult(frames_written, clips_done, n_clips, interrupted, time.time() - t0)
+
+
+def _motion_digest(motion: MotionFrames) -> str:
+    import hashlib
+
+    t = motion.pixels.detach().cpu().float().contiguous()
+    h = hashlib.sha256(str(tuple(t.shape)).encode())
+    h.update(t.numpy().tobytes())
+    return f"{h.hexdigest()}:{motion.clip_index}"
 
 
 def _save_committed(path: Path, pending: list, committed: int) -> None:

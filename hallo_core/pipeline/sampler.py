@@ -42,6 +42,10 @@ class SamplerSettings:
     decode_chunk: int = 8
     offload_reference: bool = False  # memory: reference UNet on the CPU between passes (CUDA)
     low_vram: bool = False  # memory: offload + VAE slicing, decode one frame at a time
+    # compute device/dtype; None reads the first denoiser weight. A host that keeps weights on
+    # the CPU and casts them per layer (ComfyUI's comfy.ops, partial loading) sets both.
+    device: Optional[object] = None
+    dtype: Optional[torch.dtype] = None
 
     @property
     def motion_scale(self) -> Tuple[float, float, float]:
@@ -77,18 +81,24 @@ class VideoContext:
             list(self.notes), dict(self.owner))
 
 
-def model_dtype(net) -> torch.dtype:
-    return next(net.denoising_unet.parameters()).dtype
+def model_dtype(net, settings=None) -> torch.dtype:
+    """The compute dtype: ``settings.dtype`` when given, else the denoiser's weights'."""
+    dt = getattr(settings, "dtype", None)
+    return dt if dt is not None else next(net.denoising_unet.parameters()).dtype
 
 
-def model_device(net) -> torch.device:
-    return next(net.denoising_unet.parameters()).device
+def model_device(net, settings=None) -> torch.device:
+    """The compute device: ``settings.device`` when given, else the denoiser's weights'."""
+    dev = getattr(settings, "device", None)
+    return torch.device(dev) if dev is not None else next(net.denoising_unet.parameters()).device
 
 
 @torch.no_grad()
-def prepare_video(net, vae: VaeCodec, face: FaceData, frames: int = 16, fast: bool = True) -> VideoContext:
-    """Compute the per-video constants (upstream recomputes them every clip; same values)."""
-    dt, dev = model_dtype(net), model_device(net)
+def prepare_video(net, vae: VaeCodec, face: FaceData, frames: int = 16, fast: bool = True,
+                  settings=None) -> VideoContext:
+    """Compute the per-video constants (upstream recomputes them every clip; same values).
+    ``settings`` only supplies the compute device and dtype (see ``model_device``)."""
+    dt, dev = model_dtype(net, settings), model_device(net, settings)
     emb = face.face_emb.reshape(1, -1).to(dev, dt)
     face_tokens = torch.cat([net.imageproj(torch.zeros_like(emb)), net.imageproj(emb)])
     region = face.face_region.to(dev, dt)[None, :, None]  # [1, 3, 1, S, S]
@@ -162,7 +172,7 @@ def sample_clip(
         decoded frames [F, 3, S, S] float32 in [0, 1] on the model device, or None if
         ``should_stop`` asked to stop mid-clip.
     """
-    dt, dev = model_dtype(net), model_device(net)
+    dt, dev = model_dtype(net, settings), model_device(net, settings)
     frames = ctx.frames
     unet = net.denoising_unet
     scheduler = scheduler or make_scheduler(settings.scheduler)

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..attention import attention
 from ..operations import embedding, resolve_operations
 from .common import MultiheadAttention
 
@@ -67,7 +68,7 @@ class AttnBlock(nn.Module):
         q = self.q(h).reshape(b, 1, c, hh * ww).transpose(2, 3)
         k = self.k(h).reshape(b, 1, c, hh * ww).transpose(2, 3)
         v = self.v(h).reshape(b, 1, c, hh * ww).transpose(2, 3)
-        out = F.scaled_dot_product_attention(q, k, v, scale=float(c) ** -0.5)
+        out = attention(q, k, v, scale=float(c) ** -0.5)
         out = out.transpose(2, 3).reshape(b, c, hh, ww)
         return x + self.proj_out(out)
 

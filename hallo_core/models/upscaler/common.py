@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..attention import attention
 from ..operations import resolve_operations
 
 
@@ -46,6 +47,6 @@ class MultiheadAttention(nn.Module):
         q = F.linear(query, wq, bq).view(n, lq, h, d).transpose(1, 2)
         k = F.linear(key, wk, bk).view(n, lk, h, d).transpose(1, 2)
         v = F.linear(value, wv, bv).view(n, lk, h, d).transpose(1, 2)
-        out = F.scaled_dot_product_attention(q, k, v, scale=1.0 / math.sqrt(d))
+        out = attention(q, k, v, scale=1.0 / math.sqrt(d))
         out = out.transpose(1, 2).reshape(n, lq, e)
         return self.out_proj(out)
