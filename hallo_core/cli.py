@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from . import models_dir
+
 # Copies of the engine's tables (tests/test_cli_help.py keeps them equal): reading the engine's
 # would import torch just to print --help.
 DTYPE_NAMES = ("bf16", "fp16", "fp32")
@@ -20,11 +22,8 @@ UPSCALE_SCALES = (1, 2, 4, 8)
 FRAME_NAMES = ("auto", "square", "stretch")
 # generate runs without these: built-in SD1.5 UNet values, no vocal separation
 OPTIONAL_COMPONENTS = ("unet_config", "audio_separator")
-DOWNLOAD_NAMES = {
-    "bundles": ("hallo", "hallo2", "hallo2-4k"),
-    "components": ("hallo", "hallo2", "hallo2_sr", "vae", "unet_config", "wav2vec", "face_analysis",
-                   "audio_separator", "facelib", "realesrgan"),
-}
+# the layout table is plain Python (no torch), so the names download accepts come from it directly
+DOWNLOAD_NAMES = {"bundles": tuple(models_dir.BUNDLES), "components": tuple(models_dir.COMPONENTS)}
 
 
 class UserError(Exception):
