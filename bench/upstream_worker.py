@@ -33,7 +33,7 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--profile-step", default=None, help="write a torch.profiler table of one UNet call here")
+    ap.add_argument("--profile-step", default=None, help="profile one UNet call into this file and exit")
     args = ap.parse_args()
     import torch
     from diffusers import AutoencoderKL, DDIMScheduler
@@ -107,6 +107,7 @@ def main() -> None:
 
     if args.profile_step:
         _profile_one_call(args.profile_step, torch, pipe, net, case, pixels, region, emb, masks, audio_emb, dt)
+        return
 
     result = []
     generator = torch.manual_seed(s["seed"])
