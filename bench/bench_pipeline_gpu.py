@@ -4,7 +4,7 @@ Renders ``--clips`` 16-frame clips at 512 px (fp16, 40 DDIM steps, CFG 3.5 by de
 the faithful-fast path, optionally the plain upstream-equivalent path, fast mode and the
 low-VRAM settings, and prints per path: seconds of GPU compute per second of video (25 fps),
 peak VRAM (``torch.cuda.max_memory_allocated``, weights included), and achieved TFLOP/s
-against upstream's FLOP count of ~2.21 PFLOP per clip (hallo-anatomy.md section 5; that count
+against upstream's FLOP count of ~2.21 PFLOP per 16-frame clip at 512 px, 40 steps, CFG (that count
 includes upstream's wasted work, so it is the work the faithful paths *replace*). The first
 clip of every run includes one-time work (per-video caches, cuDNN autotuning) and is excluded
 when ``--clips`` > 1. Random weights: the timings are real, the pictures are not.
@@ -29,8 +29,8 @@ from hallo_core.io.vae import VaeCodec  # noqa: E402
 from hallo_core.io.video import MemorySink  # noqa: E402
 from hallo_core.models import build_hallo_net  # noqa: E402
 from hallo_core.pipeline.generate import GenerationSettings, generate  # noqa: E402
-from hallo_core.pipeline.speed import fast_preset, low_vram_preset, prepare_models  # noqa: E402
-from hallo_core.pipeline.tiny import random_audio, random_face_data  # noqa: E402
+from tests.support.presets import fast_preset, low_vram_preset, prepare_models  # noqa: E402
+from tests.support.tiny_engine import random_audio, random_face_data  # noqa: E402
 
 UPSTREAM_PFLOP_PER_CLIP = 2.21
 SD_VAE = dict(in_channels=3, out_channels=3, latent_channels=4,

@@ -37,8 +37,8 @@ def main() -> None:
 
     from hallo_core.upscale.background import rrdb_upscaler
     from hallo_core.upscale.video_upscale import UpscaleReport, upscale_frames_bgr
-    from tests.upscale_tiny import (flat_frame, textured_frame, tiny_codeformer, tiny_detector, tiny_parser,
-                                    tiny_rrdb)
+    from tests.support.tiny_upscaler import (flat_frame, textured_frame, tiny_codeformer, tiny_detector,
+                                             tiny_parser, tiny_rrdb)
 
     face = textured_frame(512, seed=0)
     det = tiny_detector(face, flat_frame(512))

@@ -92,10 +92,10 @@ def randomize(module: torch.nn.Module, seed: int) -> None:
 
 
 def make_case(work: Path, size: int, frames: int, clips: int, steps: int, channels, cfg_scale: float) -> Path:
-    from hallo_core.io.vae import build_tiny_vae, tiny_vae_config
+    from tests.support.tiny_engine import build_tiny_vae, tiny_vae_config
     from hallo_core.models import build_hallo_net
     from hallo_core.models.config import load_unet_config
-    from hallo_core.pipeline.tiny import random_audio, random_face_data
+    from tests.support.tiny_engine import random_audio, random_face_data
 
     work.mkdir(parents=True, exist_ok=True)
     cfg = dict(load_unet_config(), block_out_channels=list(channels))
@@ -129,7 +129,7 @@ def run_ours(case_path: str, out: str, dtype: str, threads: int, path: str, extr
     from hallo_core.io.video import MemorySink
     from hallo_core.models import build_hallo_net
     from hallo_core.pipeline.generate import GenerationSettings, generate
-    from hallo_core.pipeline.speed import prepare_models
+    from tests.support.presets import prepare_models
     from hallo_core.types import AudioFeatures, FaceData
 
     torch.set_num_threads(threads)

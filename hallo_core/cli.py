@@ -1,4 +1,9 @@
-"""Headless command line: ``python -m hallo_core generate|upscale|convert|download``."""
+"""Headless command line: ``hallo`` or ``python -m hallo_core`` with the subcommands
+generate, upscale, convert, download and doctor.
+
+Nothing heavy is imported until a subcommand runs, so ``--help`` answers at once; user
+mistakes are raised as ``UserError`` and printed by ``main`` as one ``error: ...`` line.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +12,77 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-import torch
+# Copies of the engine's tables (tests/test_cli_help.py keeps them equal): reading the engine's
+# would import torch just to print --help.
+DTYPE_NAMES = ("bf16", "fp16", "fp32")
+SCHEDULER_NAMES = ("ddim", "dpmpp", "unipc", "euler")
+UPSCALE_SCALES = (1, 2, 4, 8)
+# generate runs without these: built-in SD1.5 UNet values, no vocal separation
+OPTIONAL_COMPONENTS = ("unet_config", "audio_separator")
+DOWNLOAD_NAMES = {
+    "bundles": ("hallo", "hallo2", "hallo2-4k"),
+    "components": ("hallo", "hallo2", "hallo2_sr", "vae", "unet_config", "wav2vec", "face_analysis",
+                   "audio_separator", "facelib", "realesrgan"),
+}
 
-from .pipeline.scheduler import SCHEDULER_NAMES
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+class UserError(Exception):
+    """A mistake the user can fix (missing file, bad value): printed as ``error: ...``, exit 2."""
+
+
+def _dtype(name: str):
+    import torch
+
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
+
+
+def _device(name: str) -> str:
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _alias(p: argparse.ArgumentParser, old: str, dest: str, **kw) -> None:
+    """An old spelling that still parses but is not shown in --help."""
+    p.add_argument(old, dest=dest, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kw)
+
+
+def _add_upscale_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-i", "--input", required=True, help="input video (any format PyAV reads)")
+    p.add_argument("-o", "--output", required=True, help="output .mp4")
+    p.add_argument("-s", "--upscale", type=int, default=2, choices=UPSCALE_SCALES, help="output scale (default 2)")
+    p.add_argument("-w", "--fidelity-weight", type=float, default=0.5, help="CodeFormer fidelity w (default 0.5)")
+    p.add_argument("--models", default="pretrained_models", help="models folder with hallo2/, facelib/, realesrgan/ (default pretrained_models)")
+    p.add_argument("--device", default=None, help="cuda / cpu (default: cuda if available)")
+    p.add_argument("--fp16", action="store_true", help="half precision on CUDA")
+    p.add_argument("--bg-tile", type=int, default=400, help="RealESRGAN tile size (default 400; 0 = no tiling)")
+    p.add_argument("--no-bg-upsampler", action="store_true", help="Lanczos-only background (not upstream)")
+    p.add_argument("--face-upsample", action="store_true", help="also RealESRGAN the restored faces")
+    p.add_argument("--face", default="last", choices=("last", "largest", "center"),
+                   help="which detected face to restore (last = upstream)")
+    p.add_argument("--missing-face", default="passthrough", choices=("passthrough", "hold"),
+                   help="frames without a face: background only, or reuse the last landmarks")
+    p.add_argument("--smooth-landmarks", type=float, default=0.0, help="temporal landmark smoothing in [0, 1)")
+    p.add_argument("--crf", type=int, default=18, help="x264 quality (default 18)")
+    # the spellings of earlier releases (upstream's video_sr.py style)
+    _alias(p, "--model_dir", "models")
+    _alias(p, "--fidelity_weight", "fidelity_weight", type=float)
+    _alias(p, "--bg_tile", "bg_tile", type=int)
+    _alias(p, "--no_bg_upsampler", "no_bg_upsampler", action="store_true")
+    _alias(p, "--face_upsample", "face_upsample", action="store_true")
+    _alias(p, "--missing_face", "missing_face", choices=("passthrough", "hold"))
+    _alias(p, "--smooth_landmarks", "smooth_landmarks", type=float)
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m hallo_core", description="Hallo / Hallo2 portrait animation")
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    p = argparse.ArgumentParser(prog="hallo", description="Hallo / Hallo2 portrait animation "
+                                "(also: python -m hallo_core)")
     sub = p.add_subparsers(dest="cmd", required=True)
 
-    g = sub.add_parser("generate", help="animate a portrait from an audio file into an mp4",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g = sub.add_parser("generate", help="animate a portrait from an audio file into an mp4", formatter_class=fmt)
     g.add_argument("--models", required=True, help="models folder in the official Hugging Face layout")
     g.add_argument("--image", required=True, help="reference portrait (any image PIL reads)")
     g.add_argument("--audio", required=True, help="speech audio (wav/mp3/... via PyAV); sets the length")
@@ -31,38 +94,45 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--face-weight", type=float, default=1.0, help="audio-driven expression")
     g.add_argument("--lip-weight", type=float, default=1.0, help="audio-driven lip motion")
     g.add_argument("--size", type=int, default=512, help="square working size (multiple of 64)")
-    g.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
-    g.add_argument("--dtype", choices=sorted(DTYPES), default=None,
+    g.add_argument("--device", default="auto", help="torch device (auto = cuda if available, else cpu)")
+    g.add_argument("--dtype", choices=DTYPE_NAMES, default=None,
                    help="default: fp16 on CUDA (upstream's), fp32 on CPU")
     g.add_argument("--hallo2", action="store_true", help="Hallo2 weights + motion-frame drop")
     g.add_argument("--mask-rate", type=float, default=0.25, help="Hallo2 drop rate (0 = plain Hallo chaining)")
-    g.add_argument("--resume", action="store_true", help="continue an interrupted run from OUT.mp4.resume.pt (same inputs and settings)")
+    g.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from OUT.mp4.resume.pt (same inputs and settings)")
     g.add_argument("--scheduler", choices=SCHEDULER_NAMES, default="ddim",
                    help="ddim is faithful; the others are a fast mode (not bit-faithful)")
     g.add_argument("--cfg-steps", type=int, default=None, help="fast mode: CFG only on the first N steps")
     g.add_argument("--audio-features", choices=["auto", "float32", "float16"], default="auto",
-                   help="storage of the audio features: auto = float32 up to 10 min, float16 beyond (an hour is 3.3 GB as float32)")
-    g.add_argument("--no-separator", action="store_true", help="skip vocal separation (also skipped, with a warning, when audio_separator/ is absent)")
+                   help="storage of the audio features: auto = float32 up to 10 min, float16 beyond "
+                        "(an hour is 3.3 GB as float32)")
+    g.add_argument("--no-separator", action="store_true",
+                   help="skip vocal separation (also skipped, with a warning, when audio_separator/ is absent)")
     g.add_argument("--download", action="store_true", help="fetch missing official weights first")
 
     u = sub.add_parser("upscale", help="Hallo2 temporal face restoration + background upscaling of a video",
                        description="Upscale a video (e.g. generate's 512 px output) with Hallo2's temporal "
                                    "CodeFormer and RealESRGAN x2; the input's audio is copied.")
-    from .upscale.file_upscale import add_upscale_arguments
+    _add_upscale_arguments(u)
 
-    add_upscale_arguments(u)
-
-    c = sub.add_parser("convert", help="convert net.pth to fp16 safetensors",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    c = sub.add_parser("convert", help="convert net.pth to fp16 safetensors", formatter_class=fmt)
     c.add_argument("src", help="hallo/net.pth or hallo2/net.pth")
     c.add_argument("dst", help="output .safetensors")
-    c.add_argument("--dtype", choices=sorted(DTYPES), default="fp16")
+    c.add_argument("--dtype", choices=DTYPE_NAMES, default="fp16")
 
-    d = sub.add_parser("download", help="fetch the official weights from Hugging Face",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    names = (f"bundles: {', '.join(DOWNLOAD_NAMES['bundles'])}; "
+             f"components: {', '.join(DOWNLOAD_NAMES['components'])}")
+    d = sub.add_parser("download", help="fetch the official weights from Hugging Face", formatter_class=fmt,
+                       description=f"Fetch only the files Hallo reads. Names - {names}.")
     d.add_argument("--models", required=True, help="models folder to fill (official layout)")
-    d.add_argument("--which", nargs="+", default=["hallo"],
-                   help="bundles (hallo, hallo2, hallo2-4k) or components")
+    d.add_argument("--which", nargs="+", default=["hallo"], metavar="NAME", help=f"what to fetch ({names})")
+
+    dr = sub.add_parser("doctor", help="check the install, the models folder, and run a tiny self-test",
+                        formatter_class=fmt)
+    dr.add_argument("--models", default=None, help="models folder to check (official layout)")
+    dr.add_argument("--no-selftest", action="store_true", help="skip the tiny-weights pipeline run")
+    dr.add_argument("--selftest-out", default=None, help="keep the self-test video here (default: a temp file)")
     return p
 
 
@@ -77,15 +147,16 @@ def _generate(a) -> int:
     from .pipeline.generate import GenerationSettings, checkpoint_path_for, generate
 
     if a.download:
-        md.download(a.models, "hallo2" if a.hallo2 else "hallo")
+        _fetch(a.models, "hallo2" if a.hallo2 else "hallo")
     models = md.resolve(a.models)
     missing = models.missing("hallo2" if a.hallo2 else "hallo")
-    fatal = [m for m in missing if "audio_separator" not in m]
+    fatal = [m for m in missing if not any(m.startswith(f"missing {c}:") for c in OPTIONAL_COMPONENTS)]
     if fatal:
-        print("\n".join(fatal), file=sys.stderr)
-        return 2
-    device = torch.device(a.device)
-    dtype = DTYPES[a.dtype] if a.dtype else (torch.float16 if device.type == "cuda" else torch.float32)
+        raise UserError("\n".join(fatal))
+    import torch
+
+    device = torch.device(_device(a.device))
+    dtype = _dtype(a.dtype) if a.dtype else (torch.float16 if device.type == "cuda" else torch.float32)
 
     # front ends (other modules of the package; imported only when needed)
     try:
@@ -93,8 +164,7 @@ def _generate(a) -> int:
         from .audio.loading import open_waveform
         from .face import prepare_face
     except ImportError as e:  # the front ends live in hallo_core.audio / hallo_core.face
-        print(f"the audio/face front ends are not available: {e}", file=sys.stderr)
-        return 3
+        raise UserError(f"the audio/face front ends are not available: {e}") from e
 
     from PIL import Image
 
@@ -144,36 +214,70 @@ def _generate(a) -> int:
     try:
         result = generate(net, vae, face, audio, settings, sink=sink, checkpoint=ckpt,
                           resume=a.resume, callback=progress, model_id=str(models.net(a.hallo2).name))
-    except ValueError as e:  # e.g. a resume checkpoint written for other inputs: say so, no traceback
+    except ValueError as e:  # e.g. a resume checkpoint written for other inputs
         bar.close()
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise UserError(str(e)) from e
     bar.close()
     print(f"wrote {out} ({result.frames_written} frames, {result.seconds:.1f} s)")
     return 0
 
 
+def _upscale(a) -> int:
+    from .upscale.file_upscale import run_upscale
+
+    # run_upscale reads the engine's attribute names
+    a.model_dir = a.models
+    return run_upscale(a)
+
+
+def _convert(a) -> int:
+    from .io.checkpoints import convert_to_safetensors
+
+    n = convert_to_safetensors(a.src, a.dst, _dtype(a.dtype))
+    print(f"wrote {a.dst} ({n} tensors)")
+    return 0
+
+
+def _fetch(models: str, which) -> Path:
+    from .models_dir import ModelFileMissing, download
+
+    try:
+        return download(models, which)
+    except (ModelFileMissing, ValueError):
+        raise
+    except Exception as e:  # network and hub errors of any HTTP stack: one line, not a traceback
+        raise UserError(
+            f"the download from Hugging Face failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
+            f"Check the connection, or fetch the files by hand: `hallo doctor --models {models} --no-selftest` "
+            "lists each missing file with its URL") from e
+
+
+def _download(a) -> int:
+    print(_fetch(a.models, a.which))
+    return 0
+
+
+def _doctor(a) -> int:
+    from .doctor import run_doctor
+
+    return run_doctor(a.models, selftest=not a.no_selftest, selftest_out=a.selftest_out)
+
+
+COMMANDS = {"generate": _generate, "upscale": _upscale, "convert": _convert, "download": _download,
+            "doctor": _doctor}
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     a = _parser().parse_args(argv)
-    if a.cmd == "generate":
-        return _generate(a)
-    if a.cmd == "upscale":
-        from .upscale.file_upscale import run_upscale
+    from .models_dir import ModelFileMissing
 
-        return run_upscale(a)
-    if a.cmd == "convert":
-        from .io.checkpoints import convert_to_safetensors
-
-        n = convert_to_safetensors(a.src, a.dst, DTYPES[a.dtype])
-        print(f"wrote {a.dst} ({n} tensors)")
-        return 0
-    if a.cmd == "download":
-        from .models_dir import ModelFileMissing, download
-
-        try:
-            print(download(a.models, a.which))
-        except (ModelFileMissing, ValueError) as e:
-            print(f"download: {e}", file=sys.stderr)
-            return 2
-        return 0
-    return 1
+    try:
+        return COMMANDS[a.cmd](a)
+    except (UserError, ModelFileMissing) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:
+        if a.cmd != "download":  # elsewhere a ValueError is a bug: keep its traceback
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2

@@ -17,7 +17,7 @@ class AudioFeatures:
 
     ``features`` holds transformer layers 1..12 per video frame, already padded to a
     multiple of the clip length (upstream pads the normalised waveform). The +-2 frame
-    window is applied lazily per clip (``hallo_core.audio.window``) so that an hour of
+    window is applied lazily per clip (``hallo_core.pipeline.chain.audio_window``) so that an hour of
     audio does not need 5x the memory.
     """
 

@@ -24,7 +24,9 @@ SHORT_SECONDS = 1.1
 
 
 # Prefix of a script run in ComfyUI's Python: imports ComfyUI (CPU) and this pack by path, as
-# ComfyUI's loader does; ``name`` is the pack's module name afterwards.
+# ComfyUI's loader does; ``name`` is the pack's module name afterwards. ComfyUI's own regular
+# ``tests`` package shadows this repository's, so ``load_support("tiny_upscaler")`` imports a
+# module of tests/support by path (under the package name ``hallo_test_support``).
 PACK_IMPORT = textwrap.dedent("""
     import importlib, importlib.util, json, os, sys, tempfile
     sys.path.insert(0, os.environ["COMFYUI_PATH"]); sys.path.insert(0, os.environ["REPO"])
@@ -37,6 +39,14 @@ PACK_IMPORT = textwrap.dedent("""
     spec = importlib.util.spec_from_file_location(name, os.path.join(repo, "__init__.py"),
                                                   submodule_search_locations=[repo])
     pack = importlib.util.module_from_spec(spec); sys.modules[name] = pack; spec.loader.exec_module(pack)
+
+    def load_support(module):
+        if "hallo_test_support" not in sys.modules:
+            folder = os.path.join(repo, "tests", "support")
+            s = importlib.util.spec_from_file_location("hallo_test_support", os.path.join(folder, "__init__.py"),
+                                                       submodule_search_locations=[folder])
+            m = importlib.util.module_from_spec(s); sys.modules["hallo_test_support"] = m; s.loader.exec_module(m)
+        return importlib.import_module("hallo_test_support." + module)
 """)
 
 
@@ -118,7 +128,7 @@ def launch(root: Path, fixtures_dir: Path, with_models: bool = True):
     """Start ComfyUI (``main.py --cpu``) on a free port with this pack and a temporary models folder."""
     import soundfile as sf
 
-    from tests.tiny_models import build_models_dir, write_upscaler_models
+    from tests.support.models_folder import build_models_dir, write_upscaler_models
 
     (root / "models" / "hallo").mkdir(parents=True)
     (root / "models" / "upscale_models").mkdir(parents=True)

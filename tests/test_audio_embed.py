@@ -1,10 +1,10 @@
-"""End-to-end embedding: frame counts, padding, segments, window, cache, hooks."""
+"""End-to-end embedding: frame counts, padding, segments, cache, hooks (the window: test_pipeline_chain)."""
 
 import numpy as np
 import pytest
 import torch
 
-from hallo_core.audio import EmbeddingCache, embed_audio, frames_for_samples, normalize_waveform, window
+from hallo_core.audio import EmbeddingCache, embed_audio, frames_for_samples, normalize_waveform
 from hallo_core.types import AudioFeatures
 from tests._audio_util import tiny_encoder
 
@@ -108,31 +108,6 @@ def test_segments_at_native_rate(enc):
     # 2.5 s at 44.1 kHz in 1 s segments -> 16000 + 16000 + 8000 samples at 16 kHz.
     f = embed_audio((_noise(int(2.5 * 44100)), 44100), enc, cache=None, segment_seconds=1.0)
     assert f.num_frames == 63 and f.features.shape[0] == 64
-
-
-def test_window_edges():
-    t = 20
-    feats = torch.arange(t, dtype=torch.float32)[:, None, None].expand(t, 2, 3).contiguous()
-    w = window(feats, 0, 4)
-    assert w.shape == (4, 5, 2, 3)
-    assert w[:, :, 0, 0].tolist() == [[0, 0, 0, 1, 2], [0, 0, 1, 2, 3], [0, 1, 2, 3, 4], [1, 2, 3, 4, 5]]
-    w = window(feats, 16, 4)
-    assert w[:, :, 0, 0].tolist() == [
-        [14, 15, 16, 17, 18], [15, 16, 17, 18, 19], [16, 17, 18, 19, 19], [17, 18, 19, 19, 19]
-    ]
-    # Clip windows are continuous across clip boundaries (computed over the whole sequence).
-    full = window(feats, 0, t)
-    torch.testing.assert_close(torch.cat([window(feats, 0, 8), window(feats, 8, 12)]), full)
-    with pytest.raises(IndexError):
-        window(feats, 18, 4)
-    f = AudioFeatures(features=feats, num_frames=18)
-    assert torch.equal(window(f, 0, 20), full)
-
-
-def test_window_matches_upstream_definition():
-    feats = torch.randn(37, 2, 3)
-    up = torch.stack([torch.stack([feats[max(min(i + j, 36), 0)] for j in range(-2, 3)]) for i in range(37)])
-    assert torch.equal(window(feats, 0, 37), up)
 
 
 def test_cache_hits_and_keys(enc, tmp_path):

@@ -9,7 +9,7 @@ from hallo_core.io.checkpoints import (
     load_hallo_weights,
     load_state_dict_file,
 )
-from tests.models_tiny import TinyParts, randomize, rel, run_clip, tiny_inputs
+from tests.support.tiny_unets import TinyParts, randomize, rel, run_clip, tiny_inputs
 
 torch.set_num_threads(1)
 

@@ -36,8 +36,7 @@ def inputs(tmp_path_factory):
     import soundfile as sf
     import torch
 
-    sys.path.insert(0, str(Path(__file__).parent))
-    from tiny_models import build_models_dir
+    from tests.support.models_folder import build_models_dir
 
     if not FIXTURES.is_dir():
         pytest.skip(f"real fixtures not found at {FIXTURES} (../shared is absent)")
@@ -45,6 +44,13 @@ def inputs(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli_e2e")
     torch.manual_seed(0)
     models = build_models_dir(root / "models")
+    from landmarks_env import offline_landmarks_skip_reason, write_tasks_bundle
+
+    if offline_landmarks_skip_reason():  # no legacy FaceMesh here: run the Tasks path on a real-model bundle
+        from hallo_core.face.landmarks import TASK_FILENAME
+
+        if not write_tasks_bundle(models / "face_analysis" / "models" / TASK_FILENAME):
+            pytest.skip(offline_landmarks_skip_reason())
     wave, sr = sf.read(str(fixtures_dir / "speech_1.wav"), dtype="float32")
     wav = root / "short.wav"
     sf.write(str(wav), wave[: int(SECONDS * sr)], sr)
@@ -73,12 +79,12 @@ def test_help_lists_every_subcommand_and_upscale_options():
     from hallo_core.cli import _parser
 
     top = _parser().format_help()  # in process: each interpreter start costs seconds of CPU
-    for cmd in ("generate", "upscale", "convert", "download"):
+    for cmd in ("generate", "upscale", "convert", "download", "doctor"):
         assert cmd in top
     up = _cli("upscale", "--help")
     assert up.returncode == 0
-    for opt in ("--input", "--output", "--upscale", "--fidelity_weight", "--model_dir", "--bg_tile",
-                "--face_upsample", "--missing_face"):
+    for opt in ("--input", "--output", "--upscale", "--fidelity-weight", "--models", "--bg-tile",
+                "--face-upsample", "--missing-face"):
         assert opt in up.stdout
     sub = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
     gen = sub.choices["generate"].format_help()

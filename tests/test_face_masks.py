@@ -91,7 +91,7 @@ def test_landmarks_on_portraits(fixtures_dir, landmarker, name):
     h, w = rgb.shape[:2]
     # the face of these portraits sits well inside the frame
     assert (lm[:, 0] > 0).all() and (lm[:, 0] < w).all() and (lm[:, 1] > 0).all() and (lm[:, 1] < h).all()
-    # anatomy: lips below the eyes (ids 33/263 = eye corners, 13/14 = inner lips, 152 = chin)
+    # face geometry: lips below the eyes (ids 33/263 = eye corners, 13/14 = inner lips, 152 = chin)
     assert lm[13, 1] > lm[33, 1] and lm[13, 1] > lm[263, 1] and lm[152, 1] > lm[14, 1]
 
 
@@ -188,24 +188,16 @@ def test_to_rgb_uint8_layouts():
 def test_tasks_backend_reads_model_bytes(tmp_path, fixtures_dir, monkeypatch):
     """The .task path: chosen automatically when the file exists, read as bytes (any folder
     name, any working directory). The official .task is not available offline, so the bundle
-    is assembled from the detector/landmark tflite files that mediapipe <= 0.10.21 ships; its
-    landmark values are not meaningful, only the plumbing is checked."""
-    import zipfile
+    is assembled from the detector/landmark tflite files that mediapipe <= 0.10.21 ships (installed,
+    or its wheel from PyPI on a newer mediapipe); its landmark values are not meaningful, only the plumbing is checked."""
+    from tests.landmarks_env import LEGACY_WHEEL_ENV, write_tasks_bundle
 
-    mp = pytest.importorskip("mediapipe")
-    from pathlib import Path
-
-    modules = Path(mp.__file__).parent / "modules"
-    det = modules / "face_detection" / "face_detection_short_range.tflite"
-    lmk = modules / "face_landmark" / "face_landmark.tflite"
-    if not (det.is_file() and lmk.is_file()):
-        pytest.skip("this mediapipe does not ship the tflite files used to build a test bundle")
+    pytest.importorskip("mediapipe")
     folder = tmp_path / "modèles visage"
     folder.mkdir()
     task = folder / "face_landmarker_v2_with_blendshapes.task"
-    with zipfile.ZipFile(task, "w", zipfile.ZIP_STORED) as z:
-        z.write(det, "face_detector.tflite")
-        z.write(lmk, "face_landmarks_detector.tflite")
+    if not write_tasks_bundle(task):
+        pytest.skip(f"no mediapipe <= 0.10.21 tflite files to build a test bundle (installed or {LEGACY_WHEEL_ENV})")
     monkeypatch.chdir(tmp_path)
     lm = get_landmarker(str(task), max_faces=2)
     assert lm.backend == "tasks" and lm.model_id.startswith("tasks:")

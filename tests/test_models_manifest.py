@@ -51,7 +51,8 @@ def test_reduced_config_changes_shapes(tmp_path):
     sd = net.state_dict()
     assert tuple(sd["denoising_unet.conv_in.weight"].shape) == (32, 4, 3, 3)
     assert tuple(sd["face_locator.conv_out.weight"].shape) == (32, 128, 3, 3)
-    # audio inner width follows the layer input width (anatomy 3.1): down_blocks.1 layer 0 is 32 wide
+    # upstream sizes each audio module from its layer's input width, not the block's output width:
+    # down_blocks.1 layer 0 is 32 wide
     assert tuple(sd["denoising_unet.down_blocks.1.audio_modules.0.proj_in.weight"].shape) == (32, 64, 1, 1)
 
 

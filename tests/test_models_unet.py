@@ -1,12 +1,14 @@
 """Behaviour of the Hallo UNets at a tiny config with random weights."""
 
+import types
+
 import pytest
 import torch
 
-from hallo_core.models import DenoisingUNet, ReferenceUNet
+from hallo_core.models import DenoisingUNet, FaceLocator, ImageProj, ReferenceUNet
 from hallo_core.models.config import load_unet_config
 from hallo_core.models.transformers import MotionModule, _reference_rows, sinusoidal_pe
-from tests.models_tiny import FRAMES, LATENT, TinyParts, randomize, rel, run_clip, tiny_inputs
+from tests.support.tiny_unets import FRAMES, LATENT, TINY, TinyParts, randomize, rel, run_clip, tiny_inputs
 
 torch.set_num_threads(1)
 
@@ -223,3 +225,20 @@ def test_fast_path_equals_plain_path_with_odd_frame_count(parts):
     v_plain, _ = run_clip(parts, inp)
     v_fast, _ = run_clip(parts, inp, fast=True)
     assert rel(v_fast, v_plain) < 1e-5
+
+
+def test_layers_come_from_operations_and_results_match(parts, inp, base):
+    kinds = (torch.nn.Linear, torch.nn.Conv2d, torch.nn.GroupNorm, torch.nn.LayerNorm)
+    marked = {k: type(k.__name__, (k,), {}) for k in kinds}
+    ops = types.SimpleNamespace(**{k.__name__: m for k, m in marked.items()})
+    routed = torch.nn.Module()
+    routed.reference_unet = ReferenceUNet(TINY, operations=ops)
+    routed.denoising_unet = DenoisingUNet(TINY, operations=ops)
+    routed.face_locator = FaceLocator(out_channels=TINY["block_out_channels"][0], operations=ops)
+    routed.imageproj = ImageProj(cross_attention_dim=TINY["cross_attention_dim"], operations=ops)
+    layers = [m for m in routed.modules() if isinstance(m, kinds)]
+    assert layers and all(type(m) in marked.values() for m in layers)
+    routed.load_state_dict(parts.state_dict(), strict=True)
+    for fast in (False, True):
+        v, _ = run_clip(routed, inp, fast=fast)
+        assert torch.equal(v, run_clip(parts, inp, fast=fast)[0]), fast

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import torch
 
-from hallo_core.io.vae import VaeCodec, build_tiny_vae
+from hallo_core.io.vae import VaeCodec
 from hallo_core.io.video import MemorySink
-from hallo_core.pipeline.tiny import build_tiny_net, random_audio, random_face_data
 from nodes import engine
+from tests.support.tiny_engine import build_tiny_net, build_tiny_vae, random_audio, random_face_data
 
 CLIP = 16  # the node adapters use hallo_core's default clip length
 

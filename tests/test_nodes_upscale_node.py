@@ -1,5 +1,5 @@
 """The temporal-upscale node adapter inside ComfyUI's Python: IMAGE in -> IMAGE out, and a VIDEO file in ->
-an mp4 with the source's audio out, with tiny random networks (tests/upscale_tiny.py). Skipped without
+an mp4 with the source's audio out, with tiny random networks (tests/support/tiny_upscaler.py). Skipped without
 COMFYUI_PATH (the node imports comfy_api); runs in COMFYUI_PYTHON."""
 
 from tests.comfy_server import REPO, run_in_comfy_python
@@ -10,9 +10,7 @@ SCRIPT = """
     from comfy_api.latest import InputImpl
     up = importlib.import_module(name + ".nodes.upscale")
     C = importlib.import_module(name + ".nodes.common")
-    # ComfyUI has its own "tests" package: load the tiny-network helpers by path
-    spec = importlib.util.spec_from_file_location("upscale_tiny", os.path.join(repo, "tests", "upscale_tiny.py"))
-    tiny = importlib.util.module_from_spec(spec); spec.loader.exec_module(tiny)
+    tiny = load_support("tiny_upscaler")
     flat_frame, textured_frame = tiny.flat_frame, tiny.textured_frame
     tiny_codeformer, tiny_detector, tiny_parser = tiny.tiny_codeformer, tiny.tiny_detector, tiny.tiny_parser
     from hallo_core.io.video import Mp4Sink

@@ -9,8 +9,7 @@ SCRIPT = """
     ext = importlib.import_module(name + ".nodes.extension")
     ext.setup()  # registers models/hallo
     mods = {m: importlib.import_module(f"{name}.nodes.{m}") for m in ("loaders", "audio", "face", "long_video", "sampler")}
-    spec = importlib.util.spec_from_file_location("tiny_models", os.path.join(repo, "tests", "tiny_models.py"))
-    tiny = importlib.util.module_from_spec(spec); spec.loader.exec_module(tiny)
+    tiny = load_support("models_folder")
 
     empty = tempfile.mkdtemp()
     folder_paths.folder_names_and_paths["hallo"] = ([empty], set())

@@ -5,6 +5,7 @@ import torch
 
 from hallo_core.pipeline.chain import (audio_window, draw_keep_mask, drop_motion_frames, first_motion_frames,
                                        next_motion_frames, plan_clips)
+from hallo_core.types import AudioFeatures
 
 
 @pytest.mark.parametrize("n,expected", [
@@ -25,6 +26,31 @@ def test_audio_window_matches_upstream_clamped_indexing():
     assert w[:, :, 0, 0].tolist() == [[14, 15, 16, 17, 18], [15, 16, 17, 18, 19],
                                       [16, 17, 18, 19, 19], [17, 18, 19, 19, 19]]
     assert audio_window(feats, 0, 1)[0, :, 0, 0].tolist() == [0, 0, 0, 1, 2]
+
+
+def test_audio_window_edges():
+    t = 20
+    feats = torch.arange(t, dtype=torch.float32)[:, None, None].expand(t, 2, 3).contiguous()
+    w = audio_window(feats, 0, 4)
+    assert w.shape == (4, 5, 2, 3)
+    assert w[:, :, 0, 0].tolist() == [[0, 0, 0, 1, 2], [0, 0, 1, 2, 3], [0, 1, 2, 3, 4], [1, 2, 3, 4, 5]]
+    w = audio_window(feats, 16, 4)
+    assert w[:, :, 0, 0].tolist() == [
+        [14, 15, 16, 17, 18], [15, 16, 17, 18, 19], [16, 17, 18, 19, 19], [17, 18, 19, 19, 19]
+    ]
+    # Clip windows are continuous across clip boundaries (computed over the whole sequence).
+    full = audio_window(feats, 0, t)
+    torch.testing.assert_close(torch.cat([audio_window(feats, 0, 8), audio_window(feats, 8, 12)]), full)
+    with pytest.raises(IndexError):
+        audio_window(feats, 18, 4)
+    f = AudioFeatures(features=feats, num_frames=18)
+    assert torch.equal(audio_window(f, 0, 20), full)
+
+
+def test_audio_window_matches_upstream_definition():
+    feats = torch.randn(37, 2, 3)
+    up = torch.stack([torch.stack([feats[max(min(i + j, 36), 0)] for j in range(-2, 3)]) for i in range(37)])
+    assert torch.equal(audio_window(feats, 0, 37), up)
 
 
 def test_motion_frames():

@@ -35,7 +35,7 @@ def test_generate_reports_missing_models(tmp_path, capsys):
 def test_convert_writes_fp16_safetensors(tmp_path):
     from safetensors.torch import load_file
 
-    from hallo_core.pipeline.tiny import build_tiny_net
+    from tests.support.tiny_engine import build_tiny_net
 
     sd = build_tiny_net().state_dict()
     src = tmp_path / "net.pth"

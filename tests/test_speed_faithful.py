@@ -8,12 +8,13 @@ well-conditioned enough that the 1e-4 acceptance bound is meaningful.
 import pytest
 import torch
 
-from hallo_core.io.vae import VaeCodec, build_tiny_vae
+from hallo_core.io.vae import VaeCodec
 from hallo_core.io.video import MemorySink
 from hallo_core.pipeline.generate import GenerationSettings, generate
 from hallo_core.pipeline.sampler import prepare_video
-from hallo_core.pipeline.speed import low_vram_preset, prepare_models, reference_banks, reference_image_banks
-from hallo_core.pipeline.tiny import build_tiny_net, random_audio, random_face_data
+from hallo_core.pipeline.reference_cache import reference_banks, reference_image_banks
+from tests.support.presets import low_vram_preset, prepare_models
+from tests.support.tiny_engine import build_tiny_net, build_tiny_vae, random_audio, random_face_data
 
 CLIP, SIZE = 4, 128
 

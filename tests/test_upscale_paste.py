@@ -7,7 +7,7 @@ import torch
 
 from hallo_core.upscale.paste import (PARSE_EXCLUDED, inverse_affine, parse_labels, parse_mask_from_labels,
                                       paste_face, square_soft_mask)
-from tests.upscale_tiny import tiny_parser
+from tests.support.tiny_upscaler import tiny_parser
 
 
 def test_parse_mask_from_labels():

@@ -9,8 +9,8 @@ import torch
 from hallo_core.upscale.background import rrdb_upscaler, upscale_background
 from hallo_core.upscale.video_upscale import (UpscaleReport, to_bgr_uint8, to_rgb_float, upscale_frames,
                                               upscale_frames_bgr)
-from tests.upscale_tiny import (flat_frame, textured_frame, tiny_codeformer, tiny_detector, tiny_parser,
-                                tiny_rrdb)
+from tests.support.tiny_upscaler import (flat_frame, textured_frame, tiny_codeformer, tiny_detector,
+                                         tiny_parser, tiny_rrdb)
 
 
 @pytest.fixture(scope="module")

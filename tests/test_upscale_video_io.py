@@ -10,7 +10,8 @@ import torch
 from hallo_core.upscale import UpscalerModels, upscale_video
 from hallo_core.upscale.background import rrdb_upscaler
 from hallo_core.upscale.video_io import probe, read_frames_bgr, write_video
-from tests.upscale_tiny import flat_frame, textured_frame, tiny_codeformer, tiny_detector, tiny_parser, tiny_rrdb
+from tests.support.tiny_upscaler import (flat_frame, textured_frame, tiny_codeformer, tiny_detector,
+                                         tiny_parser, tiny_rrdb)
 
 
 def make_clip(path, frames, fps=25, audio_seconds=None):

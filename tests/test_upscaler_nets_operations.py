@@ -44,3 +44,14 @@ def test_layers_come_from_operations_and_results_match(cls, cfg, x):
             a, b = plain(x), routed(x)
             a, b = (a[0], b[0]) if isinstance(a, tuple) else (a, b)
     assert torch.equal(a, b)
+
+
+def test_namespace_without_batchnorm_or_embedding_falls_back_to_torch():
+    ops = _namespace()  # like comfy.ops: no BatchNorm2d, and here no Embedding either
+    del ops.Embedding
+    codeformer = TemporalCodeFormer(operations=ops, **CASES[0][1])
+    assert type(codeformer.quantize.embedding) is nn.Embedding
+    assert isinstance(codeformer.feat_emb, _Marked)
+    retinaface = RetinaFace(operations=ops, **CASES[1][1])
+    assert type(retinaface.body.bn1) is nn.BatchNorm2d
+    assert isinstance(retinaface.body.conv1, _Marked)

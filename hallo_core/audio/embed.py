@@ -1,4 +1,4 @@
-"""Audio -> Hallo audio features: separation, 16 kHz, per-segment wav2vec, padding, window.
+"""Audio -> Hallo audio features: separation, 16 kHz, per-segment wav2vec, padding, cache.
 
 Segmenting follows Hallo2's ``inference_long.py``: the input is cut into 60 s pieces at its
 own sample rate; each piece is separated, resampled, normalised and encoded on its own;
@@ -266,17 +266,3 @@ def embed_audio(
     if cache is not None:
         cache.put(key, feats)
     return feats
-
-
-def window(features: Union[AudioFeatures, torch.Tensor], start: int, count: int) -> torch.Tensor:
-    """+-2 frame context for frames ``start .. start+count-1`` -> [count, 5, layers, hidden].
-
-    Neighbours are clamped to [0, T_pad-1] of the whole (padded) sequence, as upstream's
-    ``process_audio_emb``; computing it per clip avoids holding 5x the features.
-    """
-    feats = features.features if isinstance(features, AudioFeatures) else features
-    total = feats.shape[0]
-    if start < 0 or count < 0 or start + count > total:
-        raise IndexError(f"frames {start}..{start + count} outside the {total} available")
-    idx = torch.arange(start, start + count)[:, None] + torch.arange(-2, 3)[None, :]
-    return feats[idx.clamp_(0, total - 1)]

@@ -20,6 +20,7 @@ import torch
 from ..types import FaceData
 from .detect import DETECTOR_FILENAME, SCRFD
 from .embed import RECOGNIZER_FILENAME, ArcFace
+from .errors import NoFaceError
 from .image import ImageLike, content_hash, to_rgb_uint8
 from .landmarks import TASK_FILENAME, get_landmarker
 from .masks import (SILHOUETTE_IDS, compute_masks, face_region, mask_levels, masks_from_boxes,
@@ -28,10 +29,6 @@ from .masks import (SILHOUETTE_IDS, compute_masks, face_region, mask_levels, mas
 logger = logging.getLogger(__name__)
 
 EMBEDDING_DIM = 512
-
-
-class NoFaceError(ValueError):
-    """No face in the reference image (and the fallback was not asked for)."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +74,26 @@ def _box_area(landmarks: np.ndarray) -> float:
     return float(span[0] * span[1])
 
 
+def _overlap(a, b) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes."""
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _hinted(boxes, hint) -> int:
+    """Index of the box that overlaps the detector's chosen face most (a crop may show a neighbour too)."""
+    return int(np.argmax([_overlap(b, hint) for b in boxes]))
+
+
+def _landmark_box(landmarks: np.ndarray) -> tuple:
+    pts = landmarks[list(SILHOUETTE_IDS)]
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    return float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])
+
+
 def _square_crop(face_box: Tuple[int, int, int, int], width: int, height: int) -> Tuple[int, int, int, int]:
     """Largest square inside the image, centred on the face box as far as the borders allow."""
     side = min(width, height)
@@ -87,7 +104,8 @@ def _square_crop(face_box: Tuple[int, int, int, int], width: int, height: int) -
     return x0, y0, x0 + side, y0 + side
 
 
-def _identity(rgb: np.ndarray, paths: FaceModelPaths, providers, no_face: str, notes: list) -> np.ndarray:
+def _identity(rgb: np.ndarray, paths: FaceModelPaths, providers, no_face: str, notes: list,
+              face_hint=None) -> np.ndarray:
     """Raw ArcFace embedding of the largest SCRFD face of the original image."""
     detector = SCRFD(paths.detector or DETECTOR_FILENAME, providers=providers)
     dets = detector.detect(rgb)
@@ -100,8 +118,8 @@ def _identity(rgb: np.ndarray, paths: FaceModelPaths, providers, no_face: str, n
         notes.append("face detector found no face: zero identity embedding (upstream's fallback)")
         logger.warning(notes[-1])
         return np.zeros(EMBEDDING_DIM, dtype=np.float32)
-    best = dets.largest()
-    if len(dets) > 1:
+    best = dets.largest() if face_hint is None else _hinted(dets.boxes, face_hint)
+    if len(dets) > 1 and face_hint is None:
         notes.append(f"face detector found {len(dets)} faces: using the largest for the identity")
         logger.warning(notes[-1])
     recognizer = ArcFace(paths.recognizer or RECOGNIZER_FILENAME, providers=providers)
@@ -109,7 +127,8 @@ def _identity(rgb: np.ndarray, paths: FaceModelPaths, providers, no_face: str, n
 
 
 def _prepare(rgb: np.ndarray, paths: FaceModelPaths, size: int, mode: str, face_expand_ratio: float,
-             no_face: str, providers, max_faces: int, landmark_backend: str, with_embedding: bool) -> FaceData:
+             no_face: str, providers, max_faces: int, landmark_backend: str, with_embedding: bool,
+             face_hint=None) -> FaceData:
     height, width = rgb.shape[:2]
     notes: list = []
     landmarker = get_landmarker(paths.landmarker, max_faces=max_faces, backend=landmark_backend)
@@ -117,7 +136,9 @@ def _prepare(rgb: np.ndarray, paths: FaceModelPaths, size: int, mode: str, face_
         notes.append(f"landmarks from mediapipe's legacy FaceMesh ({TASK_FILENAME} not found)")
     faces = landmarker.detect(rgb)
     landmarks = None
-    if faces:
+    if faces and face_hint is not None:
+        landmarks = faces[_hinted([_landmark_box(f) for f in faces], face_hint)]
+    elif faces:
         areas = [_box_area(f) for f in faces]
         landmarks = faces[int(np.argmax(areas))]
         if len(faces) > 1:
@@ -133,7 +154,7 @@ def _prepare(rgb: np.ndarray, paths: FaceModelPaths, size: int, mode: str, face_
         logger.warning(notes[-1])
 
     if with_embedding:
-        emb = _identity(rgb, paths, providers, no_face, notes)
+        emb = _identity(rgb, paths, providers, no_face, notes, face_hint)
     else:
         emb = np.zeros(EMBEDDING_DIM, dtype=np.float32)
         notes.append("identity embedding skipped (zeros)")
@@ -197,6 +218,7 @@ def prepare_face(
     landmark_backend: str = "auto",
     with_embedding: bool = True,
     use_cache: bool = True,
+    face_hint: Optional[Sequence[float]] = None,
 ) -> FaceData:
     """Everything Hallo needs from the reference portrait.
 
@@ -215,6 +237,9 @@ def prepare_face(
         max_faces: faces the landmarker looks for; the largest is used, with a warning.
         with_embedding: False skips SCRFD/ArcFace and returns a zero embedding.
         use_cache: reuse the result for the same pixels and settings (in-memory LRU).
+        face_hint: (x0, y0, x1, y1) of the face to use, e.g. ``FaceFraming.face_in_crop()``:
+            landmarks and identity then come from the face overlapping it most instead of
+            the largest one (a crop from a group photo may show a neighbour's face too).
 
     The returned tensors are shared with the cache: do not modify them in place.
     """
@@ -227,8 +252,9 @@ def prepare_face(
         raise ValueError(f"size must be a positive multiple of 64, got {size}")
     rgb = to_rgb_uint8(image)
     paths = _as_paths(models)
+    hint = None if face_hint is None else tuple(float(v) for v in face_hint)
     key = (content_hash(rgb), size, mode, float(face_expand_ratio), no_face, paths.fingerprint(),
-           tuple(providers or ()), int(max_faces), landmark_backend, bool(with_embedding))
+           tuple(providers or ()), int(max_faces), landmark_backend, bool(with_embedding), hint)
     if use_cache:
         with _CACHE_LOCK:
             hit = _CACHE.get(key)
@@ -236,7 +262,7 @@ def prepare_face(
                 _CACHE.move_to_end(key)
                 return dataclasses.replace(hit, notes=list(hit.notes))
     data = _prepare(rgb, paths, size, mode, float(face_expand_ratio), no_face, providers,
-                    int(max_faces), landmark_backend, bool(with_embedding))
+                    int(max_faces), landmark_backend, bool(with_embedding), hint)
     if use_cache:
         with _CACHE_LOCK:
             _CACHE[key] = data

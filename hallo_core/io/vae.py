@@ -105,22 +105,3 @@ class VaeCodec:
             fn = getattr(self.vae, name, None)
             if fn is not None:
                 fn()
-
-
-def tiny_vae_config() -> dict:
-    """A small AutoencoderKL config with the sd-vae layout (8x downscale, 4 latent channels)."""
-    return {
-        "in_channels": 3, "out_channels": 3, "latent_channels": 4,
-        "down_block_types": ["DownEncoderBlock2D"] * 4,
-        "up_block_types": ["UpDecoderBlock2D"] * 4,
-        "block_out_channels": [8, 8, 16, 16], "layers_per_block": 1, "norm_num_groups": 4,
-        "sample_size": 64,
-    }
-
-
-def build_tiny_vae(seed: int = 0, dtype=torch.float32):
-    """Random-weight tiny AutoencoderKL for tests and benchmarks (never a real model)."""
-    from diffusers import AutoencoderKL
-
-    torch.manual_seed(seed)
-    return AutoencoderKL(**tiny_vae_config()).to(dtype).eval().requires_grad_(False)

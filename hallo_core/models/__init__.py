@@ -15,7 +15,7 @@ Forward API (shapes for the default recipe: B=2 CFG rows, F=16 frames, latents h
     face_features = torch.cat([torch.zeros_like(feat), feat])
 
     # reference pass, once per clip, timestep 0, latents [R, M1, M2] x 2 = [6, 4, h, w];
-    # face tokens are tiled [u, c, u, c, u, c] inside (upstream quirk, anatomy 2.2).
+    # face tokens are tiled [u, c, u, c, u, c] inside, as upstream does.
     banks = net.reference_unet(ref_latents.repeat(2, 1, 1, 1), 0, face_tokens)
     # -> dict {block name: [6, h_l*w_l, C_l]}, cast to fp16 like upstream's reader.update()
 
@@ -35,6 +35,57 @@ Forward API (shapes for the default recipe: B=2 CFG rows, F=16 frames, latents h
 
 Batch rows ``0 .. num_uncond-1`` (default B//2) are unconditional: their spatial
 self-attention ignores the reference; all rows keep the motion-frame prefix.
+
+Where each class stands upstream. Hallo: ``hallo/models/*`` (denoiser / reference UNet where
+they differ; the reference side uses diffusers 0.27 2D blocks). Hallo2 upscaler: basicsr and
+facelib as vendored in the Hallo2 repository.
+
+==============================  ========================================================
+here                            upstream
+==============================  ========================================================
+``HalloNet``                    ``Net`` (scripts/inference.py)
+``ReferenceUNet``               ``UNet2DConditionModel``
+``DenoisingUNet``               ``UNet3DConditionModel``
+``UNetLevel``, down_blocks      ``CrossAttnDownBlock3D``, ``DownBlock3D`` / 2D
+``UNetLevel``, mid_block        ``UNetMidBlock3DCrossAttn`` / ``UNetMidBlock2DCrossAttn``
+``UNetLevel``, up_blocks        ``UpBlock3D``, ``CrossAttnUpBlock3D`` / 2D
+``ResnetBlock``                 ``ResnetBlock3D`` / ``ResnetBlock2D``
+``Downsample``, ``Upsample``    ``Downsample3D``, ``Upsample3D`` / 2D
+``TimestepEmbedding``           ``TimestepEmbedding``
+``timestep_embedding``          ``get_timestep_embedding``
+``Attention``                   diffusers ``Attention``
+``FeedForward``, ``GEGLU``      diffusers ``FeedForward``, ``GEGLU``
+``SpatialTransformer``          ``Transformer3DModel`` / ``Transformer2DModel``
+``SpatialBlock``                ``TemporalBasicTransformerBlock`` / ``BasicTransformerBlock``
+``forward_write``, ``_read``    ``ReferenceAttentionControl`` writer / reader
+``ReferenceState``              the reader's bank, projected once per clip (no upstream twin)
+``AudioTransformer``            ``Transformer3DModel(use_audio_module=True)``
+``AudioBlock``                  ``AudioTemporalBasicTransformerBlock``
+``MotionModule``                ``VanillaTemporalModule``
+``TemporalTransformer``         ``TemporalTransformer3DModel``
+``TemporalBlock``               ``TemporalTransformerBlock``
+``TemporalAttention``           ``VersatileAttention``
+``PositionalEncoding``          ``PositionalEncoding``
+``FaceLocator``                 ``FaceLocator``
+``ImageProj``                   ``ImageProjModel``
+``AudioProj``                   ``AudioProjModel``
+``TemporalCodeFormer``          ``CodeFormer`` (basicsr/archs/codeformer_arch.py)
+``TransformerSALayer``          ``TransformerSALayer``
+``FuseSftBlock``                ``Fuse_sft_block``
+codeformer ``Encoder`` etc.     ``Encoder``, ``Generator``, ``ResBlock``, ``AttnBlock``,
+                                ``VectorQuantizer`` (basicsr/archs/vqgan_arch.py)
+``MultiheadAttention``          ``torch.nn.MultiheadAttention``
+``RetinaFace``                  ``RetinaFace`` (facelib/detection/retinaface)
+``FPN``, ``SSH``                ``FPN``, ``SSH``
+``_Head``                       ``ClassHead``, ``BboxHead``, ``LandmarkHead``
+``ResNetBody``, ``Bottleneck``  torchvision ``resnet50`` body, ``Bottleneck``
+``ParseNet``, ``ConvLayer``     ``ParseNet``, ``ConvLayer`` (facelib/parsing/parsenet.py)
+``ResidualBlock``, ``_Norm``    ``ResidualBlock``, ``NormLayer``
+``RRDBNet``, ``RRDB``           ``RRDBNet``, ``RRDB`` (basicsr/archs/rrdbnet_arch.py)
+``ResidualDenseBlock``          ``ResidualDenseBlock``
+==============================  ========================================================
+
+Every constructor takes ``operations``, the layer factory (see ``.operations``).
 """
 
 from .config import SD15_UNET_CONFIG, load_unet_config  # noqa: F401

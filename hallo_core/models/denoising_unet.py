@@ -1,8 +1,8 @@
 """Denoising UNet (``denoising_unet.*``): the path upstream Hallo actually executes.
 
 Upstream builds this model with ``from_config`` (training mode) and enables gradient
-checkpointing, so the official inference runs the training branch of every block
-(anatomy 0.1): in the cross-attention levels and the mid block each layer runs
+checkpointing, so the official inference runs the training branch of every block: in the
+cross-attention levels and the mid block each layer runs
 resnet -> spatial transformer (self-attention also over the reference tokens) -> audio
 transformer (pose/face/lip weighted) -> motion module over [2 motion frames + F frames];
 in ``down_blocks.3`` and ``up_blocks.0`` only the resnets run, their motion modules exist
@@ -16,11 +16,11 @@ from typing import Dict, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from .layers import fk, time_embed
+from .layers import fk
+from .operations import resolve_operations
 from .transformers import check_masks
-from .unet_blocks import UNetSkeleton, check_latent_size, level_downsampler, level_upsampler
+from .unet_blocks import UNetSkeleton, check_latent_size
 
 
 @dataclass
@@ -40,28 +40,25 @@ class ReferenceState:
 class DenoisingUNet(UNetSkeleton):
     """The 3D denoising UNet with motion and hierarchical audio modules."""
 
-    UNUSED_MOTION_LEVELS = (("down_blocks", 3), ("up_blocks", 0))
-
     def __init__(self, cfg: dict, operations=None, device=None, dtype=None):
         super().__init__(cfg, video=True, operations=operations, device=device, dtype=dtype)
         c0 = cfg["block_out_channels"][0]
-        ops = self.ops
+        ops = resolve_operations(operations)
         self.conv_norm_out = ops.GroupNorm(cfg["norm_num_groups"], c0, eps=cfg["norm_eps"], **fk(device, dtype))
         self.conv_out = ops.Conv2d(c0, cfg["out_channels"], 3, padding=1, **fk(device, dtype))
 
     def drop_unused_motion_modules(self) -> int:
-        """Free the motion modules upstream never runs (down_blocks.3, up_blocks.0).
+        """Free the motion modules upstream never runs: those of the levels without layers
+        (down_blocks.3, up_blocks.0).
 
         Returns the number of parameters freed. Load the checkpoint (strictly) first: after
         this call those keys are gone from the state dict.
         """
         freed = 0
-        for name, idx in self.UNUSED_MOTION_LEVELS:
-            lvl = getattr(self, name)[idx]
-            mm = getattr(lvl, "motion_modules", None)
-            if mm is not None:
-                freed += sum(p.numel() for p in mm.parameters())
-                lvl.motion_modules = nn.ModuleList()
+        for lvl in (*self.down_blocks, *self.up_blocks):
+            if lvl.attentions is None and lvl.motion_modules is not None:
+                freed += sum(p.numel() for p in lvl.motion_modules.parameters())
+                lvl.motion_modules = None
         return freed
 
     @torch.no_grad()
@@ -132,53 +129,23 @@ class DenoisingUNet(UNetSkeleton):
         )
         nu = b // 2 if num_uncond is None else int(num_uncond)
         dt = self.dtype
-        cfg = self.config
         refs = _reference_lookup(reference, b)
         ctx = encoder_hidden_states.to(dt)
         audio = audio_tokens.to(dt).reshape(b * frames, *audio_tokens.shape[2:])
-        temb = time_embed(
-            self.time_embedding, timestep, b, cfg["block_out_channels"][0],
-            cfg["flip_sin_to_cos"], cfg["freq_shift"], sample.device, dt,
-        )
+        temb = self.embed_time(timestep, b, sample.device)
 
         def fold(x):  # [B, C, F, H, W] -> [(B F), C, H, W]
             return x.transpose(1, 2).reshape(-1, x.shape[1], *x.shape[3:])
-
-        h = self.conv_in(fold(sample.to(dt)))
-        if face_features is not None:
-            h = h + fold(face_features.to(dt))
 
         def layer(lvl, j, name, h):
             h, prefix = lvl.attentions[j].forward_read(h, ctx, frames, refs(name), nu)
             h = lvl.audio_modules[j](h, audio, *masks, motion_scale)
             return lvl.motion_modules[j](h, frames, prefix)
 
-        skips = [h]
-        for i, lvl in enumerate(self.down_blocks):
-            for j, res in enumerate(lvl.resnets):
-                h = res(h, temb, frames)
-                if lvl.cross:
-                    h = layer(lvl, j, f"down_blocks.{i}.attentions.{j}", h)
-                skips.append(h)
-            ds = level_downsampler(lvl)
-            if ds is not None:
-                h = ds(h)
-                skips.append(h)
-
-        mid = self.mid_block
-        h = mid.resnets[0](h, temb, frames)
-        h = layer(mid, 0, "mid_block.attentions.0", h)
-        h = mid.resnets[1](h, temb, frames)
-
-        for i, lvl in enumerate(self.up_blocks):
-            for j, res in enumerate(lvl.resnets):
-                h = res(torch.cat([h, skips.pop()], dim=1), temb, frames)
-                if lvl.cross:
-                    h = layer(lvl, j, f"up_blocks.{i}.attentions.{j}", h)
-            us = level_upsampler(lvl)
-            if us is not None:
-                h = us(h)
-
+        h = self.conv_in(fold(sample.to(dt)))
+        if face_features is not None:
+            h = h + fold(face_features.to(dt))
+        h = self.walk(h, temb, frames, layer)
         h = self.conv_out(F.silu(self.conv_norm_out(h)))
         return h.view(b, frames, *h.shape[1:]).transpose(1, 2)
 

@@ -1,7 +1,6 @@
 """Building blocks shared by the reference and denoising UNets.
 
-Everything is built through an ``operations`` namespace (``Linear``, ``Conv2d``, ``GroupNorm``,
-``LayerNorm``; default ``torch.nn``) so ComfyUI can pass ``comfy.ops``. Attribute names follow
+Every layer is built through ``operations`` (see :mod:`.operations`). Attribute names follow
 the official checkpoint keys (``to_q``, ``to_out.0``, ``ff.net.0.proj``, ...).
 
 Video tensors are handled folded as ``[(B F), C, H, W]`` (batch-major), which makes every
@@ -11,21 +10,13 @@ GroupNorm per frame, like upstream's inflated GroupNorm.
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-TORCH_OPS = SimpleNamespace(
-    Linear=nn.Linear, Conv2d=nn.Conv2d, GroupNorm=nn.GroupNorm, LayerNorm=nn.LayerNorm
-)
-
-
-def resolve_ops(operations=None):
-    """Return ``operations`` or the plain torch.nn layer set."""
-    return TORCH_OPS if operations is None else operations
+from .operations import resolve_operations
 
 
 def fk(device=None, dtype=None) -> dict:
@@ -46,9 +37,9 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
 class Attention(nn.Module):
     """Multi-head attention with diffusers' parameter names (to_q/to_k/to_v bias-free, to_out.0)."""
 
-    def __init__(self, query_dim, heads, dim_head, context_dim=None, ops=None, device=None, dtype=None):
+    def __init__(self, query_dim, heads, dim_head, context_dim=None, operations=None, device=None, dtype=None):
         super().__init__()
-        ops = resolve_ops(ops)
+        ops = resolve_operations(operations)
         inner = heads * dim_head
         context_dim = query_dim if context_dim is None else context_dim
         self.heads = heads
@@ -69,9 +60,9 @@ class Attention(nn.Module):
 
 
 class GEGLU(nn.Module):
-    def __init__(self, dim_in, dim_out, ops=None, device=None, dtype=None):
+    def __init__(self, dim_in, dim_out, operations=None, device=None, dtype=None):
         super().__init__()
-        self.proj = resolve_ops(ops).Linear(dim_in, dim_out * 2, **fk(device, dtype))
+        self.proj = resolve_operations(operations).Linear(dim_in, dim_out * 2, **fk(device, dtype))
 
     def forward(self, x):
         x, gate = self.proj(x).chunk(2, dim=-1)
@@ -81,14 +72,14 @@ class GEGLU(nn.Module):
 class FeedForward(nn.Module):
     """GEGLU feed-forward, inner width 4x (keys ``net.0.proj``, ``net.2``)."""
 
-    def __init__(self, dim, mult=4, ops=None, device=None, dtype=None):
+    def __init__(self, dim, mult=4, operations=None, device=None, dtype=None):
         super().__init__()
         inner = dim * mult
         self.net = nn.ModuleList(
             [
-                GEGLU(dim, inner, ops, device, dtype),
+                GEGLU(dim, inner, operations, device, dtype),
                 nn.Identity(),  # dropout slot in the checkpoint layout
-                resolve_ops(ops).Linear(inner, dim, **fk(device, dtype)),
+                resolve_operations(operations).Linear(inner, dim, **fk(device, dtype)),
             ]
         )
 
@@ -111,9 +102,9 @@ def timestep_embedding(timesteps: torch.Tensor, dim: int, flip_sin_to_cos=True, 
 
 
 class TimestepEmbedding(nn.Module):
-    def __init__(self, in_dim, dim, ops=None, device=None, dtype=None):
+    def __init__(self, in_dim, dim, operations=None, device=None, dtype=None):
         super().__init__()
-        ops = resolve_ops(ops)
+        ops = resolve_operations(operations)
         self.linear_1 = ops.Linear(in_dim, dim, **fk(device, dtype))
         self.linear_2 = ops.Linear(dim, dim, **fk(device, dtype))
 
@@ -135,9 +126,9 @@ def time_embed(module, timestep, batch: int, dim: int, flip: bool, shift: float,
 class ResnetBlock(nn.Module):
     """GN-SiLU-conv, +time embedding, GN-SiLU-conv, + shortcut (diffusers ResnetBlock2D, default norm)."""
 
-    def __init__(self, cin, cout, temb_dim, groups, eps, ops=None, device=None, dtype=None):
+    def __init__(self, cin, cout, temb_dim, groups, eps, operations=None, device=None, dtype=None):
         super().__init__()
-        ops = resolve_ops(ops)
+        ops = resolve_operations(operations)
         self.norm1 = ops.GroupNorm(groups, cin, eps=eps, affine=True, **fk(device, dtype))
         self.conv1 = ops.Conv2d(cin, cout, 3, padding=1, **fk(device, dtype))
         self.time_emb_proj = ops.Linear(temb_dim, cout, **fk(device, dtype))
@@ -161,18 +152,18 @@ class ResnetBlock(nn.Module):
 
 
 class Downsample(nn.Module):
-    def __init__(self, channels, ops=None, device=None, dtype=None):
+    def __init__(self, channels, operations=None, device=None, dtype=None):
         super().__init__()
-        self.conv = resolve_ops(ops).Conv2d(channels, channels, 3, stride=2, padding=1, **fk(device, dtype))
+        self.conv = resolve_operations(operations).Conv2d(channels, channels, 3, stride=2, padding=1, **fk(device, dtype))
 
     def forward(self, x):
         return self.conv(x)
 
 
 class Upsample(nn.Module):
-    def __init__(self, channels, ops=None, device=None, dtype=None):
+    def __init__(self, channels, operations=None, device=None, dtype=None):
         super().__init__()
-        self.conv = resolve_ops(ops).Conv2d(channels, channels, 3, padding=1, **fk(device, dtype))
+        self.conv = resolve_operations(operations).Conv2d(channels, channels, 3, padding=1, **fk(device, dtype))
 
     def forward(self, x):
         dt = x.dtype

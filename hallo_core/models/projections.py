@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import fk, resolve_ops
+from .layers import fk
+from .operations import resolve_operations
 
 
 class FaceLocator(nn.Module):
@@ -21,7 +22,7 @@ class FaceLocator(nn.Module):
     def __init__(self, out_channels: int = 320, channels: Sequence[int] = (16, 32, 64, 128), in_channels: int = 3,
                  operations=None, device=None, dtype=None):
         super().__init__()
-        ops = resolve_ops(operations)
+        ops = resolve_operations(operations)
         self.conv_in = ops.Conv2d(in_channels, channels[0], 3, padding=1, **fk(device, dtype))
         self.blocks = nn.ModuleList()
         for cin, cout in zip(channels[:-1], channels[1:]):
@@ -51,7 +52,7 @@ class ImageProj(nn.Module):
     def __init__(self, cross_attention_dim: int = 768, embed_dim: int = 512, tokens: int = 4,
                  operations=None, device=None, dtype=None):
         super().__init__()
-        ops = resolve_ops(operations)
+        ops = resolve_operations(operations)
         self.tokens, self.dim = tokens, cross_attention_dim
         self.proj = ops.Linear(embed_dim, tokens * cross_attention_dim, **fk(device, dtype))
         self.norm = ops.LayerNorm(cross_attention_dim, **fk(device, dtype))
@@ -68,7 +69,7 @@ class AudioProj(nn.Module):
     def __init__(self, seq_len: int = 5, blocks: int = 12, channels: int = 768, intermediate_dim: int = 512,
                  output_dim: int = 768, context_tokens: int = 32, operations=None, device=None, dtype=None):
         super().__init__()
-        ops = resolve_ops(operations)
+        ops = resolve_operations(operations)
         self.tokens, self.out_dim = context_tokens, output_dim
         self.in_dim = seq_len * blocks * channels
         self.proj1 = ops.Linear(self.in_dim, intermediate_dim, **fk(device, dtype))

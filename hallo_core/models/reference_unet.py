@@ -1,8 +1,8 @@
 """Reference UNet: the SD1.5 2D UNet (no conv_norm_out / conv_out) that only produces banks.
 
 A bank is the LayerNorm1 output inside a spatial transformer block, i.e. the token features
-the denoising UNet's block of the same name attends to (anatomy 2.2). Everything after the
-last bank (up_blocks.3.attentions.2) cannot influence any bank, so it is not computed.
+the denoising UNet's block of the same name attends to. Everything after the last bank
+(up_blocks.3.attentions.2) cannot influence any bank, so it is not computed.
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ from typing import Dict, Optional
 
 import torch
 
-from .layers import time_embed
-from .unet_blocks import UNetSkeleton, check_latent_size, level_downsampler, level_upsampler
+from .unet_blocks import UNetSkeleton, check_latent_size
 
 
 class ReferenceUNet(UNetSkeleton):
@@ -43,51 +42,19 @@ class ReferenceUNet(UNetSkeleton):
             {``down_blocks.i.attentions.j`` / ``mid_block.attentions.0`` / ``up_blocks.i.attentions.j``:
             bank [N, h_l * w_l, C_l]}; the denoiser's block of the same name reads it.
         """
-        cfg = self.config
         n = sample.shape[0]
         check_latent_size(sample.shape[-2], sample.shape[-1])
         if encoder_hidden_states is None:
             raise ValueError("encoder_hidden_states (face tokens) are required")
         ctx = encoder_hidden_states.to(self.dtype)
-        temb = time_embed(
-            self.time_embedding, timestep, n, cfg["block_out_channels"][0],
-            cfg["flip_sin_to_cos"], cfg["freq_shift"], sample.device, self.dtype,
-        )
+        temb = self.embed_time(timestep, n, sample.device)
+        last = self.attention_names()[-1]
         banks: Dict[str, torch.Tensor] = {}
 
-        def keep(name, bank):
+        def layer(lvl, j, name, h):
+            h, bank = lvl.attentions[j].forward_write(h, ctx, bank_only=name == last)
             banks[name] = bank if bank_dtype is None else bank.to(bank_dtype)
+            return h
 
-        h = self.conv_in(sample.to(self.dtype))
-        skips = [h]
-        for i, lvl in enumerate(self.down_blocks):
-            for j, res in enumerate(lvl.resnets):
-                h = res(h, temb)
-                if lvl.cross:
-                    h, bank = lvl.attentions[j].forward_write(h, ctx)
-                    keep(f"down_blocks.{i}.attentions.{j}", bank)
-                skips.append(h)
-            ds = level_downsampler(lvl)
-            if ds is not None:
-                h = ds(h)
-                skips.append(h)
-
-        mid = self.mid_block
-        h = mid.resnets[0](h, temb)
-        h, bank = mid.attentions[0].forward_write(h, ctx)
-        keep("mid_block.attentions.0", bank)
-        h = mid.resnets[1](h, temb)
-
-        last = len(self.up_blocks) - 1
-        for i, lvl in enumerate(self.up_blocks):
-            nres = len(lvl.resnets)
-            for j, res in enumerate(lvl.resnets):
-                h = res(torch.cat([h, skips.pop()], dim=1), temb)
-                if lvl.cross:
-                    final = i == last and j == nres - 1
-                    h, bank = lvl.attentions[j].forward_write(h, ctx, bank_only=final)
-                    keep(f"up_blocks.{i}.attentions.{j}", bank)
-            us = level_upsampler(lvl)
-            if us is not None:
-                h = us(h)
+        self.walk(self.conv_in(sample.to(self.dtype)), temb, 1, layer)
         return banks

@@ -12,7 +12,8 @@ from typing import Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from .layers import Attention, FeedForward, fk, from_tokens, resolve_ops, to_tokens
+from .layers import Attention, FeedForward, fk, from_tokens, to_tokens
+from .operations import resolve_operations
 
 
 def _per_frame(x: torch.Tensor, frames: int) -> torch.Tensor:
@@ -52,9 +53,9 @@ def _self_and_reference(own: torch.Tensor, ref: torch.Tensor, start: int) -> tor
 class SpatialBlock(nn.Module):
     """Self-attention (optionally over reference tokens too), face cross-attention, GEGLU FF."""
 
-    def __init__(self, dim, heads, context_dim, ops=None, device=None, dtype=None):
+    def __init__(self, dim, heads, context_dim, operations=None, device=None, dtype=None):
         super().__init__()
-        ops = resolve_ops(ops)
+        ops = resolve_operations(operations)
         self.norm1 = ops.LayerNorm(dim, **fk(device, dtype))
         self.attn1 = Attention(dim, heads, dim // heads, None, ops, device, dtype)
         self.norm2 = ops.LayerNorm(dim, **fk(device, dtype))
@@ -71,16 +72,36 @@ class SpatialBlock(nn.Module):
         return self.ff(self.norm3(h)) + h
 
 
-class SpatialTransformer(nn.Module):
-    """GroupNorm, 1x1 proj_in, one SpatialBlock, 1x1 proj_out, residual (SD1.5 Transformer2DModel)."""
+class TransformerWrapper(nn.Module):
+    """GroupNorm, ``proj_in`` (1x1 conv, or Linear on tokens), one transformer block, ``proj_out``.
 
-    def __init__(self, channels, heads, context_dim, groups, ops=None, device=None, dtype=None):
+    ``block(ops)`` is built between the two projections, in checkpoint order, so a seeded
+    default initialisation draws the same numbers as a layer-by-layer build.
+    """
+
+    def __init__(self, channels, inner, groups, block, linear=False, operations=None, device=None, dtype=None):
         super().__init__()
-        ops = resolve_ops(ops)
+        ops = resolve_operations(operations)
+
+        def proj(cin, cout):
+            if linear:
+                return ops.Linear(cin, cout, **fk(device, dtype))
+            return ops.Conv2d(cin, cout, 1, **fk(device, dtype))
+
         self.norm = ops.GroupNorm(groups, channels, eps=1e-6, affine=True, **fk(device, dtype))
-        self.proj_in = ops.Conv2d(channels, channels, 1, **fk(device, dtype))
-        self.transformer_blocks = nn.ModuleList([SpatialBlock(channels, heads, context_dim, ops, device, dtype)])
-        self.proj_out = ops.Conv2d(channels, channels, 1, **fk(device, dtype))
+        self.proj_in = proj(channels, inner)
+        self.transformer_blocks = nn.ModuleList([block(ops)])
+        self.proj_out = proj(inner, channels)
+
+
+class SpatialTransformer(TransformerWrapper):
+    """1x1 projections around one SpatialBlock, residual (SD1.5 Transformer2DModel)."""
+
+    def __init__(self, channels, heads, context_dim, groups, operations=None, device=None, dtype=None):
+        def block(ops):
+            return SpatialBlock(channels, heads, context_dim, ops, device, dtype)
+
+        super().__init__(channels, channels, groups, block, False, operations, device, dtype)
 
     @property
     def block(self) -> SpatialBlock:
@@ -187,9 +208,9 @@ def motion_prefix(bank: torch.Tensor, batch: int, hw: Tuple[int, int]) -> torch.
 class AudioBlock(nn.Module):
     """Per-frame self-attention, three masked audio cross-attentions (pose/face/lip) with 1x1 zero convs, FF."""
 
-    def __init__(self, dim, heads, audio_dim, ops=None, device=None, dtype=None):
+    def __init__(self, dim, heads, audio_dim, operations=None, device=None, dtype=None):
         super().__init__()
-        ops = resolve_ops(ops)
+        ops = resolve_operations(operations)
         conv = lambda: ops.Conv2d(dim, dim, 1, **fk(device, dtype))  # noqa: E731
         self.zero_conv_full = conv()
         self.zero_conv_face = conv()
@@ -223,17 +244,15 @@ class AudioBlock(nn.Module):
         return self.ff(self.norm3(h)) + h
 
 
-class AudioTransformer(nn.Module):
-    """GroupNorm on C, 1x1 proj_in C->inner, AudioBlock, proj_out inner->C, residual."""
+class AudioTransformer(TransformerWrapper):
+    """1x1 projections C->inner->C around one AudioBlock, residual."""
 
-    def __init__(self, channels, inner, heads, groups, audio_dim, level, ops=None, device=None, dtype=None):
-        super().__init__()
-        ops = resolve_ops(ops)
+    def __init__(self, channels, inner, heads, groups, audio_dim, level, operations=None, device=None, dtype=None):
+        def block(ops):
+            return AudioBlock(inner, heads, audio_dim, ops, device, dtype)
+
+        super().__init__(channels, inner, groups, block, False, operations, device, dtype)
         self.level = level  # which of the 4 mask resolutions this block uses
-        self.norm = ops.GroupNorm(groups, channels, eps=1e-6, affine=True, **fk(device, dtype))
-        self.proj_in = ops.Conv2d(channels, inner, 1, **fk(device, dtype))
-        self.transformer_blocks = nn.ModuleList([AudioBlock(inner, heads, audio_dim, ops, device, dtype)])
-        self.proj_out = ops.Conv2d(inner, channels, 1, **fk(device, dtype))
 
     def forward(self, x, audio, full_masks, face_masks, lip_masks, motion_scale):
         """x [(B F), C, H, W]; audio [(B F), 32, D]; masks: sequences of 4 levels [(B F) or 1, HW]."""
@@ -264,8 +283,8 @@ class PositionalEncoding(nn.Module):
 class TemporalAttention(Attention):
     """Self-attention along frames; the PE is added to its (normalised) input."""
 
-    def __init__(self, dim, heads, max_len, ops=None, device=None, dtype=None):
-        super().__init__(dim, heads, dim // heads, None, ops, device, dtype)
+    def __init__(self, dim, heads, max_len, operations=None, device=None, dtype=None):
+        super().__init__(dim, heads, dim // heads, None, operations, device, dtype)
         self.pos_encoder = PositionalEncoding(dim, max_len, device, dtype)
 
     def forward(self, x):
@@ -274,9 +293,9 @@ class TemporalAttention(Attention):
 
 
 class TemporalBlock(nn.Module):
-    def __init__(self, dim, heads, max_len, ops=None, device=None, dtype=None):
+    def __init__(self, dim, heads, max_len, operations=None, device=None, dtype=None):
         super().__init__()
-        ops = resolve_ops(ops)
+        ops = resolve_operations(operations)
         self.attention_blocks = nn.ModuleList(
             [TemporalAttention(dim, heads, max_len, ops, device, dtype) for _ in range(2)]
         )
@@ -290,14 +309,14 @@ class TemporalBlock(nn.Module):
         return self.ff(self.ff_norm(t)) + t
 
 
-class TemporalTransformer(nn.Module):
-    def __init__(self, channels, heads, groups, max_len, ops=None, device=None, dtype=None):
-        super().__init__()
-        ops = resolve_ops(ops)
-        self.norm = ops.GroupNorm(groups, channels, eps=1e-6, affine=True, **fk(device, dtype))
-        self.proj_in = ops.Linear(channels, channels, **fk(device, dtype))
-        self.transformer_blocks = nn.ModuleList([TemporalBlock(channels, heads, max_len, ops, device, dtype)])
-        self.proj_out = ops.Linear(channels, channels, **fk(device, dtype))
+class TemporalTransformer(TransformerWrapper):
+    """Linear projections on tokens around one TemporalBlock, residual."""
+
+    def __init__(self, channels, heads, groups, max_len, operations=None, device=None, dtype=None):
+        def block(ops):
+            return TemporalBlock(channels, heads, max_len, ops, device, dtype)
+
+        super().__init__(channels, channels, groups, block, True, operations, device, dtype)
 
     def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
         bf, c, hh, ww = x.shape
@@ -314,9 +333,9 @@ class TemporalTransformer(nn.Module):
 class MotionModule(nn.Module):
     """AnimateDiff v2 temporal module (``temporal_transformer.*``)."""
 
-    def __init__(self, channels, heads, groups, max_len, ops=None, device=None, dtype=None):
+    def __init__(self, channels, heads, groups, max_len, operations=None, device=None, dtype=None):
         super().__init__()
-        self.temporal_transformer = TemporalTransformer(channels, heads, groups, max_len, ops, device, dtype)
+        self.temporal_transformer = TemporalTransformer(channels, heads, groups, max_len, operations, device, dtype)
 
     def forward(self, x: torch.Tensor, frames: int, prefix: Optional[torch.Tensor] = None) -> torch.Tensor:
         """x [(B F), C, H, W]; prefix [B, C, P, H, W] is prepended along frames, then dropped again."""

@@ -21,13 +21,18 @@ def plan_clips(num_frames: int, clip_frames: int = 16) -> List[Tuple[int, int]]:
     return [(k * clip_frames, min(clip_frames, num_frames - k * clip_frames)) for k in range(n)]
 
 
-def audio_window(features: torch.Tensor, start: int, frames: int, radius: int = 2) -> torch.Tensor:
+def audio_window(features, start: int, frames: int, radius: int = 2) -> torch.Tensor:
     """Upstream ``process_audio_emb`` for frames [start, start+frames): [frames, 2r+1, 12, 768].
 
-    Neighbours are clamped to the available (padded) feature length, as upstream clamps to
-    the padded length.
+    ``features``: an ``AudioFeatures`` or its [T_pad, 12, 768] tensor. Neighbours are clamped
+    to the available (padded) feature length, as upstream clamps to the padded length;
+    computing it per clip avoids holding 5x the features. Frames outside the features raise
+    IndexError (the audio is padded to whole clips, so a clip never reaches past them).
     """
+    features = getattr(features, "features", features)
     t = features.shape[0]
+    if start < 0 or frames < 0 or start + frames > t:
+        raise IndexError(f"frames {start}..{start + frames} outside the {t} available")
     idx = torch.arange(start, start + frames)[:, None] + torch.arange(-radius, radius + 1)[None]
     return features[idx.clamp(0, t - 1)]
 

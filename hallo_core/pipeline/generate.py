@@ -21,7 +21,7 @@ from .chain import audio_window, drop_motion_frames, first_motion_frames, next_m
 from .resume import ResumeState, fingerprint, load_state, save_state
 from .sampler import SamplerSettings, VideoContext, model_device, model_dtype, prepare_video, sample_clip
 from .scheduler import make_scheduler
-from .speed import reference_image_banks
+from .reference_cache import reference_image_banks
 
 
 @dataclass

@@ -11,7 +11,7 @@ dtype, then ``steps`` DDIM steps with ``v = v_u + g (v_c - v_u)`` and a batched 
 ``fast=True`` (default) is the faithful-fast path: identical math, only work that upstream
 repeats is done once (face locator on one frame then broadcast, reference latent and the
 reference-image items of the reference pass cached per video, reference K/V projected once
-per clip; see speed.py). ``fast=False`` keeps the plain upstream structure.
+per clip; see reference_cache.py). ``fast=False`` keeps the plain upstream structure.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import torch
 from ..io.vae import VaeCodec
 from ..types import FaceData
 from .scheduler import make_scheduler, step_kwargs
-from .speed import offloaded, reference_banks, reference_image_banks
+from .reference_cache import offloaded, reference_banks, reference_image_banks
 
 
 @dataclass

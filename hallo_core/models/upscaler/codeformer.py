@@ -15,22 +15,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import MultiheadAttention, embedding, resolve_ops
+from ..operations import embedding, resolve_operations
+from .common import MultiheadAttention
 
 
 def _swish(x: torch.Tensor) -> torch.Tensor:
     return x * torch.sigmoid(x)
 
 
-def _group_norm(ops: Any, channels: int, groups: int) -> nn.Module:
-    return ops.GroupNorm(num_groups=groups, num_channels=channels, eps=1e-6, affine=True)
+def _group_norm(operations: Any, channels: int, groups: int) -> nn.Module:
+    return operations.GroupNorm(num_groups=groups, num_channels=channels, eps=1e-6, affine=True)
 
 
 class ResBlock(nn.Module):
     """GroupNorm-swish-conv twice, with a 1x1 ``conv_out`` shortcut when the width changes."""
 
-    def __init__(self, in_ch: int, out_ch: int, ops: Any, groups: int) -> None:
+    def __init__(self, in_ch: int, out_ch: int, operations: Any, groups: int) -> None:
         super().__init__()
+        ops = resolve_operations(operations)
         self.in_channels, self.out_channels = in_ch, out_ch
         self.norm1 = _group_norm(ops, in_ch, groups)
         self.conv1 = ops.Conv2d(in_ch, out_ch, kernel_size=3, stride=1, padding=1)
@@ -50,8 +52,9 @@ class ResBlock(nn.Module):
 class AttnBlock(nn.Module):
     """Single-head self-attention over all H*W positions (1x1 conv projections), residual."""
 
-    def __init__(self, ch: int, ops: Any, groups: int) -> None:
+    def __init__(self, ch: int, operations: Any, groups: int) -> None:
         super().__init__()
+        ops = resolve_operations(operations)
         self.norm = _group_norm(ops, ch, groups)
         self.q = ops.Conv2d(ch, ch, kernel_size=1, stride=1, padding=0)
         self.k = ops.Conv2d(ch, ch, kernel_size=1, stride=1, padding=0)
@@ -72,18 +75,18 @@ class AttnBlock(nn.Module):
 class Downsample(nn.Module):
     """Zero-pad right/bottom by one, then a 3x3 stride-2 conv without padding (VQGAN style)."""
 
-    def __init__(self, ch: int, ops: Any) -> None:
+    def __init__(self, ch: int, operations: Any) -> None:
         super().__init__()
-        self.conv = ops.Conv2d(ch, ch, kernel_size=3, stride=2, padding=0)
+        self.conv = resolve_operations(operations).Conv2d(ch, ch, kernel_size=3, stride=2, padding=0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(F.pad(x, (0, 1, 0, 1), mode="constant", value=0))
 
 
 class Upsample(nn.Module):
-    def __init__(self, ch: int, ops: Any) -> None:
+    def __init__(self, ch: int, operations: Any) -> None:
         super().__init__()
-        self.conv = ops.Conv2d(ch, ch, kernel_size=3, stride=1, padding=1)
+        self.conv = resolve_operations(operations).Conv2d(ch, ch, kernel_size=3, stride=1, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
@@ -94,8 +97,9 @@ class Encoder(nn.Module):
     feature at resolution ``res`` (the last block before each downsample)."""
 
     def __init__(self, img_size: int, nf: int, ch_mult: Sequence[int], res_blocks: int,
-                 attn_resolutions: Sequence[int], emb_dim: int, ops: Any, groups: int) -> None:
+                 attn_resolutions: Sequence[int], emb_dim: int, operations: Any, groups: int) -> None:
         super().__init__()
+        ops = resolve_operations(operations)
         blocks: List[nn.Module] = [ops.Conv2d(3, nf, kernel_size=3, stride=1, padding=1)]
         self.taps: Dict[int, int] = {}
         res = img_size
@@ -123,8 +127,9 @@ class Generator(nn.Module):
     after which the fidelity fusion is applied."""
 
     def __init__(self, img_size: int, nf: int, ch_mult: Sequence[int], res_blocks: int,
-                 attn_resolutions: Sequence[int], emb_dim: int, ops: Any, groups: int) -> None:
+                 attn_resolutions: Sequence[int], emb_dim: int, operations: Any, groups: int) -> None:
         super().__init__()
+        ops = resolve_operations(operations)
         ch = nf * ch_mult[-1]
         res = img_size // 2 ** (len(ch_mult) - 1)
         blocks: List[nn.Module] = [ops.Conv2d(emb_dim, ch, kernel_size=3, stride=1, padding=1),
@@ -150,8 +155,9 @@ class Generator(nn.Module):
 class VectorQuantizer(nn.Module):
     """Only the codebook (``quantize.embedding.weight``) is needed at inference."""
 
-    def __init__(self, codebook_size: int, emb_dim: int, ops: Any) -> None:
+    def __init__(self, codebook_size: int, emb_dim: int, operations: Any) -> None:
         super().__init__()
+        ops = resolve_operations(operations)
         self.embedding = embedding(ops, codebook_size, emb_dim)
 
     def lookup(self, indices: torch.Tensor, n: int, h: int, w: int, dtype: torch.dtype) -> torch.Tensor:
@@ -168,8 +174,9 @@ class TransformerSALayer(nn.Module):
     permutation-equivariant over frames.
     """
 
-    def __init__(self, dim: int, n_head: int, dim_mlp: int, ops: Any) -> None:
+    def __init__(self, dim: int, n_head: int, dim_mlp: int, operations: Any) -> None:
         super().__init__()
+        ops = resolve_operations(operations)
         self.self_attn = MultiheadAttention(dim, n_head, operations=ops)
         self.linear1 = ops.Linear(dim, dim_mlp)
         self.linear2 = ops.Linear(dim_mlp, dim)
@@ -203,8 +210,9 @@ class TransformerSALayer(nn.Module):
 class FuseSftBlock(nn.Module):
     """Controllable feature transformation: ``dec + w * (dec * scale + shift)``."""
 
-    def __init__(self, ch: int, ops: Any, groups: int) -> None:
+    def __init__(self, ch: int, operations: Any, groups: int) -> None:
         super().__init__()
+        ops = resolve_operations(operations)
         self.encode_enc = ResBlock(2 * ch, ch, ops, groups)
         self.scale = nn.Sequential(ops.Conv2d(ch, ch, kernel_size=3, padding=1), nn.LeakyReLU(0.2),
                                    ops.Conv2d(ch, ch, kernel_size=3, padding=1))
@@ -247,7 +255,7 @@ class TemporalCodeFormer(nn.Module):
                  attn_resolutions: Sequence[int] = (16,), emb_dim: int = 256, norm_groups: int = 32,
                  operations: Any = None) -> None:
         super().__init__()
-        ops = resolve_ops(operations)
+        ops = resolve_operations(operations)
         self.img_size = img_size
         self.latent_res = img_size // 2 ** (len(ch_mult) - 1)
         self.connect_list = [str(s) for s in connect_list]

@@ -1,4 +1,4 @@
-"""Small pieces shared by the upscaler networks (operations handling, attention)."""
+"""Attention with ``nn.MultiheadAttention``'s parameter names, shared by the upscaler networks."""
 from __future__ import annotations
 
 import math
@@ -8,25 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def resolve_ops(operations: Any = None) -> Any:
-    """Return the layer namespace to build with (``torch.nn`` when None).
-
-    ComfyUI passes ``comfy.ops.*`` classes; they provide Linear/Conv2d/GroupNorm/LayerNorm/Embedding
-    but no BatchNorm2d, so callers use :func:`batch_norm` for that.
-    """
-    return nn if operations is None else operations
-
-
-def batch_norm(operations: Any, channels: int, **kwargs: Any) -> nn.Module:
-    """BatchNorm2d from ``operations`` if it has one, else torch's (comfy.ops has none)."""
-    cls = getattr(operations, "BatchNorm2d", None) or nn.BatchNorm2d
-    return cls(channels, **kwargs)
-
-
-def embedding(operations: Any, num: int, dim: int) -> nn.Module:
-    cls = getattr(operations, "Embedding", None) or nn.Embedding
-    return cls(num, dim)
+from ..operations import resolve_operations
 
 
 class MultiheadAttention(nn.Module):
@@ -40,7 +22,7 @@ class MultiheadAttention(nn.Module):
     def __init__(self, embed_dim: int, num_heads: int, operations: Any = None,
                  device: Any = None, dtype: Optional[torch.dtype] = None) -> None:
         super().__init__()
-        ops = resolve_ops(operations)
+        ops = resolve_operations(operations)
         if embed_dim % num_heads:
             raise ValueError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
         self.embed_dim = embed_dim

@@ -12,14 +12,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import batch_norm, resolve_ops
+from ..operations import batch_norm, resolve_operations
 
 
 class _Norm(nn.Module):
     """Holds the BatchNorm as ``.norm`` so keys read ``<layer>.norm.norm.*`` like the checkpoint."""
 
-    def __init__(self, channels: int, ops: Any) -> None:
+    def __init__(self, channels: int, operations: Any) -> None:
         super().__init__()
+        ops = resolve_operations(operations)
         self.norm = batch_norm(ops, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -30,9 +31,9 @@ class ConvLayer(nn.Module):
     """[nearest x2 if 'up'] -> reflection pad -> conv (stride 2 if 'down') -> [BN] -> [LeakyReLU 0.2]."""
 
     def __init__(self, cin: int, cout: int, kernel_size: int = 3, scale: str = "none",
-                 use_bn: bool = False, act: bool = False, ops: Any = None) -> None:
+                 use_bn: bool = False, act: bool = False, operations: Any = None) -> None:
         super().__init__()
-        ops = resolve_ops(ops)
+        ops = resolve_operations(operations)
         self.up = scale == "up"
         self.pad = int(math.ceil((kernel_size - 1) / 2))
         self.act = act
@@ -52,15 +53,16 @@ class ConvLayer(nn.Module):
 
 
 class ResidualBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, scale: str, ops: Any) -> None:
+    def __init__(self, cin: int, cout: int, scale: str, operations: Any) -> None:
         super().__init__()
+        ops = resolve_operations(operations)
         self.has_shortcut = scale != "none" or cin != cout
         if self.has_shortcut:
-            self.shortcut_func = ConvLayer(cin, cout, 3, scale, ops=ops)
+            self.shortcut_func = ConvLayer(cin, cout, 3, scale, operations=ops)
         # the resampling sits on conv2 when going down and on conv1 when going up
         s1, s2 = {"down": ("none", "down"), "up": ("up", "none"), "none": ("none", "none")}[scale]
-        self.conv1 = ConvLayer(cin, cout, 3, s1, use_bn=True, act=True, ops=ops)
-        self.conv2 = ConvLayer(cout, cout, 3, s2, use_bn=True, act=False, ops=ops)
+        self.conv1 = ConvLayer(cin, cout, 3, s1, use_bn=True, act=True, operations=ops)
+        self.conv2 = ConvLayer(cout, cout, 3, s2, use_bn=True, act=False, operations=ops)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = self.shortcut_func(x) if self.has_shortcut else x
@@ -75,7 +77,7 @@ class ParseNet(nn.Module):
                  parsing_ch: int = 19, res_depth: int = 10, ch_range: Sequence[int] = (32, 256),
                  operations: Any = None) -> None:
         super().__init__()
-        ops = resolve_ops(operations)
+        ops = resolve_operations(operations)
         lo, hi = ch_range
 
         def clip(c: int) -> int:
@@ -85,7 +87,7 @@ class ParseNet(nn.Module):
         down_steps = int(math.log2(in_size // min_feat_size))
         up_steps = int(math.log2(out_size // min_feat_size))
 
-        enc: list = [ConvLayer(3, base_ch, 3, ops=ops)]
+        enc: list = [ConvLayer(3, base_ch, 3, operations=ops)]
         head = base_ch
         for _ in range(down_steps):
             enc.append(ResidualBlock(clip(head), clip(head * 2), "down", ops))
@@ -97,8 +99,8 @@ class ParseNet(nn.Module):
             dec.append(ResidualBlock(clip(head), clip(head // 2), "up", ops))
             head //= 2
         self.decoder = nn.Sequential(*dec)
-        self.out_img_conv = ConvLayer(clip(head), 3, ops=ops)
-        self.out_mask_conv = ConvLayer(clip(head), parsing_ch, ops=ops)
+        self.out_img_conv = ConvLayer(clip(head), 3, operations=ops)
+        self.out_mask_conv = ConvLayer(clip(head), parsing_ch, operations=ops)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         feat = self.encoder(x)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import batch_norm, resolve_ops
+from ..operations import batch_norm, resolve_operations
 
 MIN_SIZES: Tuple[Tuple[int, int], ...] = ((16, 32), (64, 128), (256, 512))
 STEPS: Tuple[int, ...] = (8, 16, 32)
@@ -25,8 +25,9 @@ MEAN_BGR: Tuple[float, float, float] = (104.0, 117.0, 123.0)
 class Bottleneck(nn.Module):
     """torchvision's ResNet-50 bottleneck (stride on the 3x3 conv)."""
 
-    def __init__(self, cin: int, width: int, stride: int, downsample: bool, ops: Any) -> None:
+    def __init__(self, cin: int, width: int, stride: int, downsample: bool, operations: Any) -> None:
         super().__init__()
+        ops = resolve_operations(operations)
         cout = width * 4
         self.conv1 = ops.Conv2d(cin, width, 1, bias=False)
         self.bn1 = batch_norm(ops, width)
@@ -48,8 +49,9 @@ class Bottleneck(nn.Module):
 class ResNetBody(nn.Module):
     """Stem + layer1..layer4; returns the layer2/3/4 features (strides 8, 16, 32)."""
 
-    def __init__(self, base: int, layers: Sequence[int], ops: Any) -> None:
+    def __init__(self, base: int, layers: Sequence[int], operations: Any) -> None:
         super().__init__()
+        ops = resolve_operations(operations)
         self.conv1 = ops.Conv2d(3, base, 7, 2, 3, bias=False)
         self.bn1 = batch_norm(ops, base)
         cin = base
@@ -70,8 +72,8 @@ class ResNetBody(nn.Module):
         return [c2, c3, self.layer4(c3)]
 
 
-def _conv_bn(ops: Any, cin: int, cout: int, k: int) -> nn.Sequential:
-    return nn.Sequential(ops.Conv2d(cin, cout, k, 1, k // 2, bias=False), batch_norm(ops, cout))
+def _conv_bn(operations: Any, cin: int, cout: int, k: int) -> nn.Sequential:
+    return nn.Sequential(operations.Conv2d(cin, cout, k, 1, k // 2, bias=False), batch_norm(operations, cout))
 
 
 def _act(x: torch.Tensor, leaky: float) -> torch.Tensor:
@@ -79,8 +81,9 @@ def _act(x: torch.Tensor, leaky: float) -> torch.Tensor:
 
 
 class FPN(nn.Module):
-    def __init__(self, in_list: Sequence[int], out_ch: int, ops: Any) -> None:
+    def __init__(self, in_list: Sequence[int], out_ch: int, operations: Any) -> None:
         super().__init__()
+        ops = resolve_operations(operations)
         # upstream: leaky slope 0.1 only for narrow (<= 64 channel) heads, plain ReLU otherwise
         self.leaky = 0.1 if out_ch <= 64 else 0.0
         self.output1 = _conv_bn(ops, in_list[0], out_ch, 1)
@@ -98,8 +101,9 @@ class FPN(nn.Module):
 
 
 class SSH(nn.Module):
-    def __init__(self, cin: int, cout: int, ops: Any) -> None:
+    def __init__(self, cin: int, cout: int, operations: Any) -> None:
         super().__init__()
+        ops = resolve_operations(operations)
         self.leaky = 0.1 if cout <= 64 else 0.0
         self.conv3X3 = _conv_bn(ops, cin, cout // 2, 3)
         self.conv5X5_1 = _conv_bn(ops, cin, cout // 4, 3)
@@ -114,8 +118,9 @@ class SSH(nn.Module):
 
 
 class _Head(nn.Module):
-    def __init__(self, cin: int, per_anchor: int, anchors: int, ops: Any) -> None:
+    def __init__(self, cin: int, per_anchor: int, anchors: int, operations: Any) -> None:
         super().__init__()
+        ops = resolve_operations(operations)
         self.per_anchor = per_anchor
         self.conv1x1 = ops.Conv2d(cin, anchors * per_anchor, kernel_size=1)
 
@@ -135,7 +140,7 @@ class RetinaFace(nn.Module):
     def __init__(self, base: int = 64, layers: Sequence[int] = (3, 4, 6, 3), out_channel: int = 256,
                  anchors: int = 2, operations: Any = None) -> None:
         super().__init__()
-        ops = resolve_ops(operations)
+        ops = resolve_operations(operations)
         self.body = ResNetBody(base, layers, ops)
         in_list = [base * 8, base * 16, base * 32]
         self.fpn = FPN(in_list, out_channel, ops)

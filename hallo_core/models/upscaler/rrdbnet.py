@@ -12,12 +12,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import resolve_ops
+from ..operations import resolve_operations
 
 
 class ResidualDenseBlock(nn.Module):
-    def __init__(self, num_feat: int, num_grow_ch: int, ops: Any) -> None:
+    def __init__(self, num_feat: int, num_grow_ch: int, operations: Any) -> None:
         super().__init__()
+        ops = resolve_operations(operations)
         self.conv1 = ops.Conv2d(num_feat, num_grow_ch, 3, 1, 1)
         self.conv2 = ops.Conv2d(num_feat + num_grow_ch, num_grow_ch, 3, 1, 1)
         self.conv3 = ops.Conv2d(num_feat + 2 * num_grow_ch, num_grow_ch, 3, 1, 1)
@@ -34,8 +35,9 @@ class ResidualDenseBlock(nn.Module):
 
 
 class RRDB(nn.Module):
-    def __init__(self, num_feat: int, num_grow_ch: int, ops: Any) -> None:
+    def __init__(self, num_feat: int, num_grow_ch: int, operations: Any) -> None:
         super().__init__()
+        ops = resolve_operations(operations)
         self.rdb1 = ResidualDenseBlock(num_feat, num_grow_ch, ops)
         self.rdb2 = ResidualDenseBlock(num_feat, num_grow_ch, ops)
         self.rdb3 = ResidualDenseBlock(num_feat, num_grow_ch, ops)
@@ -55,7 +57,7 @@ class RRDBNet(nn.Module):
     def __init__(self, num_in_ch: int = 3, num_out_ch: int = 3, scale: int = 2, num_feat: int = 64,
                  num_block: int = 23, num_grow_ch: int = 32, operations: Any = None) -> None:
         super().__init__()
-        ops = resolve_ops(operations)
+        ops = resolve_operations(operations)
         if scale not in (1, 2, 4):
             raise ValueError(f"RRDBNet scale must be 1, 2 or 4, got {scale}")
         self.scale = scale

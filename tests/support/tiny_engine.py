@@ -1,4 +1,4 @@
-"""Tiny random-weight stand-ins for tests, benchmarks and parity harnesses.
+"""In-memory tiny engine models (HalloNet, VAE) and random front-end outputs for tests and benchmarks.
 
 Nothing here is a real model: these build the real classes at a reduced size with random
 weights, and random conditioning tensors of the shapes the front ends produce.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from ..types import AudioFeatures, FaceData
+from hallo_core.types import AudioFeatures, FaceData
 
 
 def tiny_unet_config(channels=(32, 32, 32, 32), cross_attention_dim: int = 32) -> dict:
@@ -19,7 +19,7 @@ def tiny_unet_config(channels=(32, 32, 32, 32), cross_attention_dim: int = 32) -
 
 def build_tiny_net(seed: int = 0, dtype=torch.float32, **config):
     """HalloNet with a tiny config (``tiny_unet_config(**config)``) and random weights."""
-    from ..models import build_hallo_net
+    from hallo_core.models import build_hallo_net
 
     torch.manual_seed(seed)
     net = build_hallo_net(tiny_unet_config(**config), dtype=dtype)
@@ -50,3 +50,22 @@ def random_audio(num_frames: int, clip_frames: int = 16, seed: int = 0) -> Audio
     g = torch.Generator().manual_seed(seed)
     t_pad = -(-num_frames // clip_frames) * clip_frames
     return AudioFeatures(torch.randn(t_pad, 12, 768, generator=g), num_frames)
+
+
+def tiny_vae_config() -> dict:
+    """A small AutoencoderKL config with the sd-vae layout (8x downscale, 4 latent channels)."""
+    return {
+        "in_channels": 3, "out_channels": 3, "latent_channels": 4,
+        "down_block_types": ["DownEncoderBlock2D"] * 4,
+        "up_block_types": ["UpDecoderBlock2D"] * 4,
+        "block_out_channels": [8, 8, 16, 16], "layers_per_block": 1, "norm_num_groups": 4,
+        "sample_size": 64,
+    }
+
+
+def build_tiny_vae(seed: int = 0, dtype=torch.float32):
+    """Random-weight tiny AutoencoderKL for tests and benchmarks (never a real model)."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(seed)
+    return AutoencoderKL(**tiny_vae_config()).to(dtype).eval().requires_grad_(False)

@@ -1,6 +1,6 @@
-"""Tiny random-weight models written in the official ``models/hallo`` folder layout (not a test module).
+"""Tiny random-weight models written to disk in the official ``models/hallo`` folder layout.
 
-Used by the ComfyUI integration tests (and usable by any test that needs a models folder): every
+Used by the CLI end-to-end and ComfyUI integration tests (and any test that needs a models folder): every
 file has the official name, format and key layout, only the sizes are reduced so a CPU run takes
 seconds. Nothing is downloaded.
 
@@ -67,7 +67,7 @@ def write_tiny_hallo(root: PathLike, seed: int = 0, versions=("hallo", "hallo2")
 
 def write_tiny_vae(root: PathLike, seed: int = 0) -> Path:
     """diffusers AutoencoderKL with the sd-vae layout (8x, 4 latent channels), tiny channels."""
-    from hallo_core.io.vae import build_tiny_vae
+    from .tiny_engine import build_tiny_vae
 
     folder = Path(root) / "sd-vae-ft-mse"
     build_tiny_vae(seed=seed).save_pretrained(str(folder), safe_serialization=True)

@@ -1,4 +1,4 @@
-"""Tiny random-weight upscaler networks for the pipeline tests (not a test module).
+"""Tiny random-weight upscaler networks and test frames for the upscaler tests and benchmarks.
 
 The RetinaFace is a real (reduced) network whose heads are set up so that it "finds" a
 face on a textured frame but not on a flat gray one: box and landmark heads output their

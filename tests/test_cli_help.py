@@ -1,0 +1,119 @@
+"""The CLI answers --help at once (no torch at import), in one option style."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SUBCOMMANDS = ("generate", "upscale", "convert", "download", "doctor")
+
+
+def _subparsers():
+    from hallo_core.cli import _parser
+
+    return next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
+def test_every_subcommand_is_listed():
+    assert set(_subparsers()) == set(SUBCOMMANDS)
+
+
+@pytest.mark.parametrize("cmd", ("",) + SUBCOMMANDS)
+def test_help_is_fast_and_imports_no_torch(cmd):
+    code = ("import sys, runpy; sys.argv = ['hallo'] + sys.argv[1:]\n"
+            "try:\n    runpy.run_module('hallo_core', run_name='__main__')\n"
+            "except SystemExit as e:\n    assert e.code == 0, e.code\n"
+            "heavy = [m for m in ('torch', 'cv2', 'mediapipe', 'transformers', 'diffusers') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-c", code, *([cmd] if cmd else []), "--help"], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=60)
+    elapsed = time.perf_counter() - t0
+    assert r.returncode == 0, r.stderr
+    assert "usage: hallo" in r.stdout
+    assert elapsed < 1.0, f"{cmd} --help took {elapsed:.2f} s"
+
+
+def test_one_option_style():
+    for name, sub in _subparsers().items():
+        for action in sub._actions:
+            shown = [o for o in action.option_strings if o.startswith("--")]
+            if action.help == argparse.SUPPRESS:
+                continue  # old spellings kept as hidden aliases
+            for opt in shown:
+                assert "_" not in opt, f"{name} {opt}: options are spelled with dashes"
+    up = _subparsers()["upscale"]
+    a = up.parse_args(["-i", "x.mp4", "-o", "y.mp4", "--model_dir", "M", "--fidelity_weight", "0.7", "--bg_tile", "0"])
+    assert (a.models, a.fidelity_weight, a.bg_tile) == ("M", 0.7, 0)
+    a = up.parse_args(["-i", "x.mp4", "-o", "y.mp4"])
+    assert (a.models, a.fidelity_weight, a.bg_tile, a.missing_face) == ("pretrained_models", 0.5, 400, "passthrough")
+    assert "--model_dir" not in up.format_help()
+
+
+def test_cli_tables_equal_the_engine_tables():
+    from hallo_core import cli, models_dir
+    from hallo_core.pipeline.scheduler import SCHEDULER_NAMES
+    from hallo_core.upscale.video_upscale import SCALES
+
+    assert tuple(cli.SCHEDULER_NAMES) == tuple(SCHEDULER_NAMES)
+    assert tuple(cli.UPSCALE_SCALES) == tuple(SCALES)
+    # every name download accepts is listed in its --help, and nothing else
+    assert set(cli.DOWNLOAD_NAMES["components"]) == set(models_dir.COMPONENTS)
+    assert set(cli.DOWNLOAD_NAMES["bundles"]) == set(models_dir.BUNDLES)
+    text = " ".join(_subparsers()["download"].format_help().split())
+    for n in cli.DOWNLOAD_NAMES["components"] + cli.DOWNLOAD_NAMES["bundles"]:
+        assert n in text
+    for c in cli.OPTIONAL_COMPONENTS:
+        assert c in models_dir.COMPONENTS
+
+
+def test_upscale_arguments_match_the_engine_entry_point():
+    """run_upscale reads the attribute names of the engine's own parser."""
+    from hallo_core.upscale.file_upscale import add_upscale_arguments
+
+    engine = vars(add_upscale_arguments(argparse.ArgumentParser()).parse_args(["-i", "a", "-o", "b"]))
+    ours = vars(_subparsers()["upscale"].parse_args(["-i", "a", "-o", "b"]))
+    ours["model_dir"] = ours.pop("models")
+    assert set(engine) == set(ours)
+    assert {k: engine[k] for k in engine} == {k: ours[k] for k in engine}
+
+
+def test_offline_download_is_one_error_line(monkeypatch, tmp_path, capsys):
+    from hallo_core import cli, models_dir
+
+    def offline(models, which):
+        raise ConnectionError("Name or service not known")
+
+    monkeypatch.setattr(models_dir, "download", offline)
+    assert cli.main(["download", "--models", str(tmp_path), "--which", "vae"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: the download from Hugging Face failed (ConnectionError")
+    assert f"hallo doctor --models {tmp_path}" in err[0]
+    # an unknown name is the user's mistake too, named with the valid ones (before any network use)
+    monkeypatch.undo()
+    assert cli.main(["download", "--models", str(tmp_path), "--which", "vea"]) == 2
+    assert "unknown component 'vea'" in capsys.readouterr().err
+
+
+def test_generate_refuses_only_for_required_files(tmp_path, capsys):
+    """README and CLI agree: the SD1.5 UNet config and the vocal separator are optional."""
+    from hallo_core import cli
+
+    assert cli.main(["generate", "--models", str(tmp_path), "--image", "x.png", "--audio", "x.wav",
+                     "--out", str(tmp_path / "o.mp4")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: missing hallo:")
+    for required in ("vae", "wav2vec", "face_analysis"):
+        assert f"missing {required}:" in err
+    assert "unet_config" not in err and "audio_separator" not in err
+    readme = (REPO / "README.md").read_text()
+    assert "stable-diffusion-v1-5/unet/config.json         # optional" in readme
+    assert "audio_separator/Kim_Vocal_2.onnx               # optional" in readme
