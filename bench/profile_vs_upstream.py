@@ -31,7 +31,10 @@ CACHE = bvu.CACHE
 def profile_ours(case_path: str, out: str, path: str, extra: dict) -> None:
     from torch.profiler import ProfilerActivity, profile
 
-    from hallo_core.pipeline import generate as gen
+    import importlib
+
+    # the package re-exports the function under the module's name, so fetch the module itself
+    gen = importlib.import_module("hallo_core.pipeline.generate")
 
     case = torch.load(case_path, weights_only=True)
     case["settings"]["steps"] = 2
@@ -68,6 +71,12 @@ def _save(prof, out: str) -> None:
     torch.save({e.key: (e.self_cpu_time_total / 1e6, e.count) for e in ka}, out + ".pt")
 
 
+def _seconds(table: dict) -> dict:
+    # tables from before the upstream worker converted to seconds hold microseconds
+    total = sum(t for t, _ in table.values())
+    return {k: (t / 1e6, n) for k, (t, n) in table.items()} if total > 1e5 else table
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--case", type=Path, default=CACHE / "work" / "s512" / "case_512.pt")
@@ -75,6 +84,7 @@ def main() -> None:
     ap.add_argument("--venv", type=Path, default=CACHE / "upstream-venv")
     ap.add_argument("--paths", default="upstream,default,plain")
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--reuse", action="store_true", help="load a side's table from an earlier run when present")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     ap.add_argument("--extra", default="{}", help=argparse.SUPPRESS)
@@ -87,6 +97,10 @@ def main() -> None:
     tables = {}
     for side in args.paths.split(","):
         out = work / f"profile_{side}.txt"
+        if args.reuse and Path(str(out) + ".pt").exists():
+            tables[side] = _seconds(torch.load(str(out) + ".pt"))
+            print(f"{side}: total self CPU {sum(t for t, _ in tables[side].values()):.2f} s (reused {out})")
+            continue
         if side == "upstream":
             cmd = [str(args.venv / "bin" / "python"), str(ROOT / "bench" / "upstream_worker.py"), "--case",
                    str(args.case), "--upstream-src", str(args.upstream_src.resolve()), "--out", "/dev/null",
@@ -98,7 +112,7 @@ def main() -> None:
         if r.returncode:
             sys.stderr.write(r.stderr[-4000:])
             raise SystemExit(f"{side} failed")
-        tables[side] = torch.load(str(out) + ".pt")
+        tables[side] = _seconds(torch.load(str(out) + ".pt"))
         print(f"{side}: total self CPU {sum(t for t, _ in tables[side].values()):.2f} s ({out})")
     sides = list(tables)
     keys = set().union(*tables.values())

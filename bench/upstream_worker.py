@@ -148,7 +148,7 @@ def _profile_one_call(path, torch, pipe, net, case, pixels, region, emb, masks, 
             res = orig(*a, **k)
         with open(path, "w") as f:
             f.write(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=40))
-        torch.save({k2: (v.self_cpu_time_total, v.count) for k2, v in
+        torch.save({k2: (v.self_cpu_time_total / 1e6, v.count) for k2, v in
                     ((e.key, e) for e in prof.key_averages())}, path + ".pt")
         return res
 
