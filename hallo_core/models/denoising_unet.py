@@ -97,6 +97,7 @@ class DenoisingUNet(UNetSkeleton):
         audio_tokens: Optional[torch.Tensor] = None,
         motion_scale: Optional[Sequence[float]] = None,
         num_uncond: Optional[int] = None,
+        zero_audio_rows: int = 0,
     ) -> torch.Tensor:
         """Predict v for a clip.
 
@@ -114,6 +115,9 @@ class DenoisingUNet(UNetSkeleton):
             motion_scale: (pose, face, lip) weights for all 16 audio blocks, or None (plain sum).
             num_uncond: leading rows whose spatial self-attention ignores the reference;
                 default B // 2 (upstream CFG).
+            zero_audio_rows: leading rows whose ``audio_tokens`` the caller guarantees are zeros;
+                their audio cross-attention output is the to_out bias, exactly, so it is not
+                computed. 0 (default) computes every row, as upstream.
 
         Returns:
             v prediction [B, 4, F, h, w].
@@ -139,7 +143,7 @@ class DenoisingUNet(UNetSkeleton):
 
         def layer(lvl, j, name, h):
             h, prefix = lvl.attentions[j].forward_read(h, ctx, frames, refs(name), nu)
-            h = lvl.audio_modules[j](h, audio, *masks, motion_scale)
+            h = lvl.audio_modules[j](h, audio, *masks, motion_scale, zero_audio_rows * frames)
             return lvl.motion_modules[j](h, frames, prefix)
 
         h = self.conv_in(fold(sample.to(dt)))

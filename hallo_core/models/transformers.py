@@ -224,7 +224,8 @@ class AudioBlock(nn.Module):
         self.ff = FeedForward(dim, 4, ops, device, dtype)
         self.norm3 = ops.LayerNorm(dim, **fk(device, dtype))
 
-    def forward(self, h, audio, masks, motion_scale, hw):
+    def forward(self, h, audio, masks, motion_scale, hw, zero_rows: int = 0):
+        """``zero_rows``: leading rows whose audio tokens are all zeros (the CFG unconditional row)."""
         h = self.attn1(self.norm1(h)) + h
         n = self.norm2(h)
         branches = []
@@ -233,8 +234,12 @@ class AudioBlock(nn.Module):
             (self.attn2_1, self.zero_conv_face, masks[1]),
             (self.attn2_2, self.zero_conv_lip, masks[2]),
         ):
+            if zero_rows:
+                o = _zero_context_rows(attn, n, audio, zero_rows)
+            else:
+                o = attn(n, audio)
             # the mask scales the attention output before the conv, so the conv bias is unmasked
-            o = attn(n, audio) * m.to(n.dtype)[:, :, None]
+            o = o * m.to(n.dtype)[:, :, None]
             branches.append(to_tokens(conv(from_tokens(o, hw[0], hw[1]))))
         full, face, lip = branches
         if motion_scale is not None:
@@ -242,6 +247,20 @@ class AudioBlock(nn.Module):
         else:
             h = full + face + lip + h
         return self.ff(self.norm3(h)) + h
+
+
+def _zero_context_rows(attn: Attention, n: torch.Tensor, audio: torch.Tensor, zero_rows: int) -> torch.Tensor:
+    """``attn(n, audio)`` when the first ``zero_rows`` rows of ``audio`` are zeros.
+
+    to_k/to_v have no bias, so zero tokens give K = V = 0: the softmax weights are uniform, the
+    weighted sum of zeros is exactly 0 and to_out returns exactly its bias, whatever the query.
+    Those rows skip the query projection and the attention; the rest run as usual.
+    """
+    rest = attn(n[zero_rows:], audio[zero_rows:])
+    out = attn.to_out[0]
+    # through the layer itself, so cast-at-forward layers (ComfyUI ops) give their bias as used
+    const = out(rest.new_zeros(1, 1, out.weight.shape[1])).expand(zero_rows, rest.shape[1], -1)
+    return torch.cat([const, rest])
 
 
 class AudioTransformer(TransformerWrapper):
@@ -254,12 +273,14 @@ class AudioTransformer(TransformerWrapper):
         super().__init__(channels, inner, groups, block, False, operations, device, dtype)
         self.level = level  # which of the 4 mask resolutions this block uses
 
-    def forward(self, x, audio, full_masks, face_masks, lip_masks, motion_scale):
-        """x [(B F), C, H, W]; audio [(B F), 32, D]; masks: sequences of 4 levels [(B F) or 1, HW]."""
+    def forward(self, x, audio, full_masks, face_masks, lip_masks, motion_scale, zero_rows: int = 0):
+        """x [(B F), C, H, W]; audio [(B F), 32, D]; masks: sequences of 4 levels [(B F) or 1, HW];
+        zero_rows: leading rows of ``audio`` known to be zeros."""
         hw = (x.shape[2], x.shape[3])
         h = to_tokens(self.proj_in(self.norm(x)))
         lv = self.level
-        h = self.transformer_blocks[0](h, audio, (full_masks[lv], face_masks[lv], lip_masks[lv]), motion_scale, hw)
+        h = self.transformer_blocks[0](h, audio, (full_masks[lv], face_masks[lv], lip_masks[lv]), motion_scale, hw,
+                                     zero_rows)
         return self.proj_out(from_tokens(h, hw[0], hw[1])) + x
 
 

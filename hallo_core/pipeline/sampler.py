@@ -215,7 +215,7 @@ def sample_clip(
             x = scheduler.scale_model_input(torch.cat([latents, latents]), t)
             v = unet(x, t, ctx.face_tokens, reference=ref_full, face_features=ctx.face_features,
                      full_masks=ctx.masks[0], face_masks=ctx.masks[1], lip_masks=ctx.masks[2],
-                     audio_tokens=audio_tokens, motion_scale=ms)
+                     audio_tokens=audio_tokens, motion_scale=ms, zero_audio_rows=1 if settings.fast else 0)
             v_u, v_c = v.chunk(2)
             return v_u + settings.cfg * (v_c - v_u)
         x = scheduler.scale_model_input(latents, t)
