@@ -70,7 +70,7 @@ def main():
 
     with tempfile.TemporaryDirectory() as d:
         out = os.path.join(d, "long.mp4")
-        st = GenerationSettings(steps=a.steps, clip_frames=a.frames, use_mask=True, mask_rate=0.25)
+        st = GenerationSettings(steps=a.steps, clip_frames=a.frames, mask_rate=0.25)
         sink = Mp4Sink(out, wave, 16000, preset="ultrafast")
         if a.paste:
             sink = paste_sink(sink, a.paste)

@@ -19,6 +19,12 @@ from .errors import UserError, one_line
 from .io.checkpoints import CheckpointError
 from .io.headers import compare_manifest, manifest, onnx_check, zip_check
 
+
+def _refetch(component: str) -> str:
+    """How to get one component of the layout table again."""
+    return (f"download {models_dir.rel_path(component)} again "
+            f"(python -m hallo_core download --models MODELS --which {component})")
+
 PathLike = Union[str, os.PathLike]
 FACE_ONNX = (models_dir.FACE_DETECTOR, models_dir.FACE_RECOGNIZER)
 LANDMARKER_TASK = models_dir.FACE_LANDMARKER
@@ -84,7 +90,7 @@ def check_vae_folder(folder: PathLike, where: str = "--models") -> None:
     attention (query/key/value/proj_attn) when it loads, and either spelling is a valid file.
     """
     folder = Path(folder)
-    fix = "download the sd-vae-ft-mse folder again (python -m hallo_core download --models MODELS --which vae)"
+    fix = _refetch("vae")
     cfg = folder / "config.json"
     try:
         json.loads(cfg.read_text(encoding="utf-8"))
@@ -119,7 +125,7 @@ def check_wav2vec_folder(folder: PathLike, where: str = "--models") -> None:
     from .audio.wav2vec import HalloWav2Vec, _convert_keys
 
     folder = Path(folder)
-    fix = "download the wav2vec2-base-960h folder again (python -m hallo_core download --models MODELS --which wav2vec)"
+    fix = _refetch("wav2vec")
     try:
         config = Wav2Vec2Config.from_pretrained(str(folder), local_files_only=True)
     except (OSError, ValueError) as e:
@@ -144,7 +150,7 @@ def check_wav2vec_folder(folder: PathLike, where: str = "--models") -> None:
 def check_face_folder(folder: PathLike, where: str = "--models") -> List[str]:
     """face_analysis/models: the two ONNX graphs are whole; the landmarker bundle opens if present."""
     folder = Path(folder)
-    fix = "download face_analysis again (python -m hallo_core download --models MODELS --which face_analysis)"
+    fix = _refetch("face_analysis")
     notes = []
     try:
         for name in FACE_ONNX:
@@ -209,7 +215,7 @@ def check_model_files(models: PathLike, bundle: str = "hallo", separator: bool =
         if comp == "unet_config":
             p = m.unet_config()
             if p is None:
-                notes.append("stable-diffusion-v1-5/unet/config.json is absent: the SD1.5 values are used")
+                notes.append(f"{models_dir.rel_path('unet_config')} is absent: the SD1.5 values are used")
             else:
                 try:
                     json.loads(Path(p).read_text(encoding="utf-8"))

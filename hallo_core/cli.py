@@ -208,7 +208,7 @@ def _generate(a) -> int:
     settings = GenerationSettings(
         steps=a.steps, cfg=a.cfg, seed=a.seed, pose_weight=a.pose_weight, face_weight=a.face_weight,
         lip_weight=a.lip_weight, scheduler=a.scheduler, cfg_steps=a.cfg_steps,
-        use_mask=a.hallo2 and a.mask_rate > 0, mask_rate=a.mask_rate)
+        mask_rate=a.mask_rate if a.hallo2 else 0.0)
     n_clips = -(-audio.num_frames // settings.clip_frames)
     bar = tqdm(total=n_clips * settings.steps, unit="step", desc="clips x steps")
 

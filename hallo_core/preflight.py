@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Union
 
-from . import checks
+from . import checks, models_dir
 from .errors import UserError
 from .io.atomic import check_output_path
 
@@ -99,7 +99,7 @@ def preflight_convert(src: PathLike, dst: PathLike) -> Preflight:
     pf = Preflight()
     s = Path(os.path.expanduser(os.fspath(src)))
     if not s.is_file():
-        raise UserError(f"weights file {src} does not exist", "src", "give hallo/net.pth or hallo2/net.pth")
+        raise UserError(f"weights file {src} does not exist", "src", f"give {models_dir.rel_path('hallo')} or {models_dir.rel_path('hallo2')}")
     pf.warnings += check_output_path(dst, {"src": src}, option="dst", suffixes=(".safetensors",),
                                      kind="safetensors file")
     checks.check_torch_file(s, "src", "give an unchanged official net.pth")

@@ -21,6 +21,7 @@ WAV2VEC_DIR = md.rel_path("wav2vec")
 FACE_DIR = md.rel_path("face_analysis")
 *FACE_FILES, LANDMARKER = md.FACE_FILES  # the landmarker is optional (legacy FaceMesh otherwise)
 SEPARATOR_DIR = md.rel_path("audio_separator").rsplit("/", 1)[0]
+NET, NET2 = md.rel_path("hallo"), md.rel_path("hallo2")
 
 HalloVaeType = io.Custom("HALLO_VAE")
 
@@ -56,13 +57,13 @@ class HalloModelLoader(io.ComfyNode):
             node_id="Hallo_ModelLoader",
             display_name="Hallo Model Loader",
             category=f"{C.CATEGORY}/loaders",
-            description="Loads the Hallo / Hallo2 network (net.pth: reference UNet, denoising UNet with audio "
+            description=f"Loads the Hallo / Hallo2 network ({os.path.basename(NET)}: reference UNet, denoising UNet with audio "
                         "and motion modules, face locator, projections) from models/hallo. The UNet shape comes "
                         f"from {UNET_CONFIG} when present, else the built-in SD1.5 config.",
             inputs=[
                 io.Combo.Input("model", options=C.combo_options(_net_files(), md.rel_path("hallo2")),
-                               tooltip="net.pth (or a converted .safetensors) under models/hallo: hallo/net.pth "
-                                       "for Hallo, hallo2/net.pth for Hallo2 long videos."),
+                               tooltip=f"{os.path.basename(NET)} (or a converted .safetensors) under models/hallo: "
+                                       f"{NET} for Hallo, {NET2} for Hallo2 long videos."),
                 io.Combo.Input("precision", options=C.PRECISIONS, default="auto",
                                tooltip="Weight precision. auto follows ComfyUI's model management "
                                        "(fp16/bf16 on GPUs that support it, fp32 on CPU)."),
@@ -119,15 +120,15 @@ class HalloVAELoader(io.ComfyNode):
             node_id="Hallo_VAELoader",
             display_name="Hallo VAE Loader",
             category=f"{C.CATEGORY}/loaders",
-            description="Loads the official sd-vae-ft-mse folder from models/hallo. ComfyUI's own "
+            description=f"Loads the official {VAE_DIR} folder from models/hallo. ComfyUI's own "
                         "'Load VAE' with vae-ft-mse-840000 works as well.",
             inputs=[
                 io.Combo.Input("vae_folder", options=_vae_dirs(),
                                tooltip="Folder under models/hallo holding config.json and "
-                                       "diffusion_pytorch_model.safetensors (sd-vae-ft-mse)."),
+                                       f"{os.path.basename(md.COMPONENTS['vae'][2][1])} ({VAE_DIR})."),
                 io.Combo.Input("precision", options=C.PRECISIONS, default="fp32",
                                tooltip="VAE precision. Upstream Hallo decodes in the UNet's precision; fp32 "
-                                       "is the safe choice (sd-vae-ft-mse overflows less in fp32/bf16)."),
+                                       "is the safe choice (the VAE overflows less in fp32/bf16)."),
             ],
             outputs=[HalloVaeType.Output(display_name="vae", tooltip="The VAE, for the Hallo reference and "
                                                                      "sampler nodes.")],
@@ -152,11 +153,11 @@ class HalloAudioModelLoader(io.ComfyNode):
             node_id="Hallo_AudioModelLoader",
             display_name="Hallo Audio Models Loader",
             category=f"{C.CATEGORY}/loaders",
-            description="Loads wav2vec2-base-960h (the audio encoder Hallo was trained with) and, optionally, "
-                        "the Kim_Vocal_2 vocal separator.",
+            description=f"Loads {WAV2VEC_DIR} (the audio encoder Hallo was trained with) and, optionally, "
+                        f"the {md.rel_path('audio_separator')} vocal separator.",
             inputs=[
                 io.Combo.Input("separator", options=_separators(), default="none",
-                               tooltip="Vocal separator run before wav2vec2 (audio_separator/Kim_Vocal_2.onnx). "
+                               tooltip=f"Vocal separator run before wav2vec2 ({md.rel_path('audio_separator')}). "
                                        "'none' feeds the audio as is; the video always keeps the original audio."),
                 io.Combo.Input("precision", options=C.PRECISIONS, default="fp32",
                                tooltip="wav2vec2 precision; fp32 matches upstream's features most closely."),
@@ -186,8 +187,8 @@ class HalloFaceModelLoader(io.ComfyNode):
             node_id="Hallo_FaceModelLoader",
             display_name="Hallo Face Models Loader",
             category=f"{C.CATEGORY}/loaders",
-            description="Finds the face analysis models (SCRFD detector, ArcFace glintr100, MediaPipe face "
-                        "landmarker) under models/hallo/face_analysis/models. Sessions are created when the "
+            description="Finds the face analysis models (SCRFD detector, ArcFace recogniser, MediaPipe face "
+                        f"landmarker: {', '.join(md.FACE_FILES)}) under models/hallo/{FACE_DIR}. Sessions are created when the "
                         "face node runs and released right after.",
             inputs=[
                 io.Combo.Input("onnx_device", options=["cpu", "gpu"], default="cpu",

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from hallo_core.models_dir import rel_path
+
 from . import common as C
 from .comfy_vae import vae_codec
 from .loaders import HalloVaeType
 
 
+VAE_TOOLTIP = f"{rel_path('vae')}: from 'Hallo VAE Loader' or core 'Load VAE'."
+
+
 def vae_input(tooltip: str):
-    """The VAE socket: the pack's own loader (official sd-vae-ft-mse folder) or core 'Load VAE'."""
+    """The VAE socket: the pack's own loader (the official VAE folder) or core 'Load VAE'."""
     return io.MultiType.Input("vae", types=[HalloVaeType, io.Vae], tooltip=tooltip)
 
 
@@ -27,7 +32,7 @@ class HalloReference(io.ComfyNode):
                         "every sampler run with the same model, VAE and face (a mismatch is an error).",
             inputs=[
                 C.HalloModelType.Input("hallo_model", tooltip="From 'Hallo Model Loader'."),
-                vae_input("sd-vae-ft-mse: from 'Hallo VAE Loader' or core 'Load VAE'."),
+                vae_input(VAE_TOOLTIP),
                 C.HalloFaceDataType.Input("face_data", tooltip="From 'Hallo Face Analysis'."),
             ],
             outputs=[C.HalloReferenceType.Output(display_name="reference",

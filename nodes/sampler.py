@@ -9,7 +9,7 @@ from comfy_api.latest import io
 from . import common as C
 from .comfy_vae import vae_codec
 from .progress import ClipProgress
-from .reference import vae_input
+from .reference import VAE_TOOLTIP, vae_input
 
 
 def sampling_inputs(default_steps: int = 40) -> list:
@@ -55,7 +55,7 @@ def speed_inputs() -> list:
 def model_inputs() -> list:
     return [
         C.HalloModelType.Input("hallo_model", tooltip="From 'Hallo Model Loader'."),
-        vae_input("sd-vae-ft-mse: from 'Hallo VAE Loader' or core 'Load VAE'."),
+        vae_input(VAE_TOOLTIP),
         C.HalloReferenceType.Input("reference", tooltip="From 'Hallo Reference Encode'."),
         C.HalloAudioEmbedsType.Input("audio_embeds", tooltip="From 'Hallo Audio Embeds'."),
     ]
@@ -75,19 +75,15 @@ def settings(seed, steps, cfg, pose_weight, face_weight, lip_weight, scheduler, 
              cfg_steps=0, low_vram=False, **_):
     """The sampler widgets as hallo_core's GenerationSettings, built once per node run.
 
-    ``mask_rate`` 0 is plain Hallo chaining; the engine's ``use_mask`` flag follows from it (with
-    the engine's default rate kept, so the resume fingerprint of a plain run does not depend on the
-    widget's value). ``low_vram`` covers the engine's ``offload_reference`` (the engine offloads for
-    either). ``cfg_steps`` 0 is CFG on every step. Other keyword arguments (the node's non-sampling
+    ``mask_rate`` 0 is plain Hallo chaining. ``cfg_steps`` 0 is CFG on every step. Other keyword arguments (the node's non-sampling
     widgets) are ignored, so a node can pass all of its widgets.
     """
     from hallo_core.pipeline.generate import GenerationSettings
 
-    drop = float(mask_rate) > 0.0
     return GenerationSettings(
         steps=int(steps), cfg=float(cfg), pose_weight=float(pose_weight), face_weight=float(face_weight),
         lip_weight=float(lip_weight), scheduler=scheduler, seed=int(seed),
-        use_mask=drop, mask_rate=float(mask_rate) if drop else GenerationSettings.mask_rate,
+        mask_rate=max(float(mask_rate), 0.0),
         fast=bool(fast), cfg_steps=int(cfg_steps) if int(cfg_steps or 0) > 0 else None, low_vram=bool(low_vram))
 
 

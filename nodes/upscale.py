@@ -14,6 +14,8 @@ from . import common as C
 from . import convert
 from .progress import ClipProgress
 
+BG_NAME = os.path.basename(UPSCALER_FILES["bg"])  # upstream's background model, in ComfyUI's upscale_models
+
 
 class HalloUpscalerLoader(io.ComfyNode):
     @classmethod
@@ -22,8 +24,9 @@ class HalloUpscalerLoader(io.ComfyNode):
             node_id="Hallo2_UpscalerLoader",
             display_name="Hallo2 Temporal Upscaler Loader",
             category=f"{C.CATEGORY}/loaders",
-            description="Loads Hallo2's temporal CodeFormer (hallo2/net_g.pth), the RetinaFace-R50 face detector "
-                        "and the ParseNet face parser (facelib/) from models/hallo.",
+            description=f"Loads Hallo2's temporal CodeFormer ({UPSCALER_FILES['codeformer']}), the RetinaFace-R50 "
+                        f"face detector ({UPSCALER_FILES['detector']}) and the ParseNet face parser "
+                        f"({UPSCALER_FILES['parser']}) from models/hallo.",
             inputs=[
                 io.Boolean.Input("fp16", default=False,
                                  tooltip="Run the face restorer under fp16 autocast on CUDA (upstream's --fp16); "
@@ -85,7 +88,7 @@ class HalloTemporalUpscale(io.ComfyNode):
             category=f"{C.CATEGORY}/upscale",
             description="Hallo2's high-resolution stage: restores the face over 16-frame windows with the "
                         "temporal CodeFormer, upscales the background with a core upscale model "
-                        "(RealESRGAN_x2plus from models/upscale_models) and pastes the face back. Frames "
+                        f"({BG_NAME} from models/upscale_models) and pastes the face back. Frames "
                         "without a face are passed through background-upscaled.",
             inputs=[
                 C.HalloUpscalerType.Input("upscaler", tooltip="From 'Hallo2 Temporal Upscaler Loader'."),
@@ -94,7 +97,7 @@ class HalloTemporalUpscale(io.ComfyNode):
                                            "frame by frame, so long files never sit in memory)."),
                 io.UpscaleModel.Input("upscale_model", optional=True,
                                       tooltip="Background upscaler (core 'Load Upscale Model', e.g. "
-                                              "RealESRGAN_x2plus.pth). Without it the background is resized "
+                                              f"{BG_NAME}). Without it the background is resized "
                                               "with Lanczos only."),
                 io.Combo.Input("scale", options=["1", "2", "4", "8"], default="2",
                                tooltip="Output size factor: x2 by the neural model, the rest Lanczos (upstream)."),

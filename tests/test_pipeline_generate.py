@@ -42,8 +42,8 @@ def test_same_seed_same_frames_and_exact_length(parts):
 
 def test_mask_rate_zero_equals_plain_chain_and_drop_changes_later_clips(parts):
     _, plain = run(parts, 6)
-    _, zero = run(parts, 6, use_mask=True, mask_rate=0.0)
-    _, drop = run(parts, 6, use_mask=True, mask_rate=0.25)
+    _, zero = run(parts, 6, mask_rate=0.0)
+    _, drop = run(parts, 6, mask_rate=0.25)
     assert torch.equal(plain.images(), zero.images())
     assert not torch.allclose(plain.images(), drop.images())
 
@@ -52,7 +52,7 @@ def test_interrupt_then_resume_gives_identical_frames(parts, tmp_path):
     net, vae, face = parts
     audio = random_audio(11, CLIP, seed=3)  # 3 clips, last one trimmed to 3 frames
     full = MemorySink(torch.float32)
-    generate(net, vae, face, audio, settings(use_mask=True), sink=full)
+    generate(net, vae, face, audio, settings(mask_rate=0.25), sink=full)
 
     ckpt = checkpoint_path_for(tmp_path / "out.mp4")
     seen = []
@@ -65,17 +65,17 @@ def test_interrupt_then_resume_gives_identical_frames(parts, tmp_path):
             seen.append(clip)
 
     first = MemorySink(torch.float32)
-    r = generate(net, vae, face, audio, settings(use_mask=True), sink=first, checkpoint=ckpt,
+    r = generate(net, vae, face, audio, settings(mask_rate=0.25), sink=first, checkpoint=ckpt,
                  callback=cb, should_stop=stop_in_clip_1)
     assert r.interrupted and r.clips_done == 1 and ckpt.is_file()
     second = MemorySink(torch.float32)
-    r2 = generate(net, vae, face, audio, settings(use_mask=True), sink=second, checkpoint=ckpt, resume=True)
+    r2 = generate(net, vae, face, audio, settings(mask_rate=0.25), sink=second, checkpoint=ckpt, resume=True)
     assert not r2.interrupted and r2.clips_done == 3 and second.start_frame == CLIP
     resumed = torch.cat([first.images(), second.images()])
     assert resumed.shape == full.images().shape == (11, 64, 64, 3)
     assert torch.equal(resumed, full.images())
     with pytest.raises(ValueError, match="other inputs"):
-        generate(net, vae, face, audio, settings(use_mask=True, seed=1), sink=MemorySink(), checkpoint=ckpt,
+        generate(net, vae, face, audio, settings(mask_rate=0.25, seed=1), sink=MemorySink(), checkpoint=ckpt,
                  resume=True)
 
 

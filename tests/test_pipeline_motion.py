@@ -48,7 +48,7 @@ def run(parts, audio, motion=None, **kw):
     return sink.images()
 
 
-@pytest.mark.parametrize("drop", [dict(), dict(use_mask=True, mask_rate=0.25)], ids=["hallo", "hallo2_drop"])
+@pytest.mark.parametrize("drop", [dict(), dict(mask_rate=0.25)], ids=["hallo", "hallo2_drop"])
 def test_continuation_equals_one_long_run(parts, drop):
     joined, first, second = joined_audio(2, 2)
     full = run(parts, joined, **drop)
@@ -63,8 +63,8 @@ def test_continuation_equals_one_long_run(parts, drop):
 
 def test_motion_mask_rate_replaces_the_sampler_setting(parts):
     joined, first, second = joined_audio(1, 1)
-    full = run(parts, joined, use_mask=True, mask_rate=0.5)
-    one = run(parts, first, use_mask=True, mask_rate=0.5)
+    full = run(parts, joined, mask_rate=0.5)
+    one = run(parts, first, mask_rate=0.5)
     plain = run(parts, second, motion=motion_frames_from_images(one, 64, clip_index=1))
     dropped = run(parts, second, motion=motion_frames_from_images(one, 64, clip_index=1, mask_rate=0.5))
     assert torch.equal(dropped, full[CLIP:])

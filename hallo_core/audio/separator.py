@@ -27,6 +27,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 
+from ..models_dir import rel_path
 from .loading import resample
 
 log = logging.getLogger(__name__)
@@ -228,8 +229,8 @@ def load_separator(
     if model_path is None or not Path(model_path).is_file():
         log.warning(
             "vocal separator model %s not found: continuing WITHOUT vocal separation "
-            "(upstream separates vocals with audio_separator/Kim_Vocal_2.onnx; lip sync may follow music)",
-            model_path,
+            "(upstream separates vocals with %s; lip sync may follow music)",
+            model_path, rel_path("audio_separator"),
         )
         return None
     return VocalSeparator(model_path, **kwargs)

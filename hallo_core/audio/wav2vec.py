@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..models_dir import rel_path
+
 log = logging.getLogger(__name__)
 
 # Smallest input the 7-layer wav2vec2 CNN accepts (receptive field of one output frame).
@@ -109,7 +111,7 @@ def _read_state_dict(folder: Path) -> tuple:
             return torch.load(str(path), map_location="cpu", weights_only=True), path
     raise FileNotFoundError(
         f"no wav2vec2 weights in {folder}: expected model.safetensors or pytorch_model.bin "
-        "(the official facebook/wav2vec2-base-960h folder)"
+        f"(the official {rel_path('wav2vec')} folder)"
     )
 
 

@@ -112,7 +112,7 @@ def _identity(rgb: np.ndarray, paths: FaceModelPaths, providers, no_face: str, n
     if len(dets) == 0 or dets.kps is None:
         if no_face == "error":
             raise NoFaceError(
-                "the face detector (scrfd_10g_bnkps) found no face in the reference image; use a clearer "
+                f"the face detector ({DETECTOR_FILENAME}) found no face in the reference image; use a clearer "
                 "frontal portrait, or pass no_face='fallback' to continue with a zero identity embedding"
             )
         notes.append("face detector found no face: zero identity embedding (upstream's fallback)")

@@ -69,10 +69,10 @@ def apply_keep_mask(motion: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
 
 
 def drop_motion_frames(motion: torch.Tensor, generator: torch.Generator, mask_rate: float,
-                       face_region: torch.Tensor, use_mask: bool = True) -> torch.Tensor:
-    """Apply the Hallo2 drop when enabled. ``mask_rate == 0`` or ``use_mask=False`` returns the
-    frames unchanged *without* touching the RNG, so the result equals plain Hallo chaining."""
-    if not use_mask or mask_rate <= 0:
+                       face_region: torch.Tensor) -> torch.Tensor:
+    """Apply the Hallo2 drop. ``mask_rate == 0`` returns the frames unchanged *without* touching
+    the RNG, so the result equals plain Hallo chaining."""
+    if mask_rate <= 0:
         return motion
     keep = draw_keep_mask(generator, motion.shape[-1], mask_rate, face_region)
     return apply_keep_mask(motion, keep)

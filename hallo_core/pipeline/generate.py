@@ -32,14 +32,20 @@ class GenerationSettings(SamplerSettings):
     seed: int = 42
     clip_frames: int = 16
     motion_frames: int = 2
-    use_mask: bool = False  # Hallo2 per-pixel drop of the motion frames
-    mask_rate: float = 0.25
+    mask_rate: float = 0.0  # Hallo2 per-pixel drop of the motion frames; 0 = plain Hallo chaining
 
     def identity(self) -> dict:
-        """Settings that change the frames (hashed into the resume checkpoint)."""
+        """Settings that change the frames (hashed into the resume checkpoint).
+
+        The drop is written in the two-field form of earlier releases (an on/off flag and a rate that
+        stayed at 0.25 when off), so checkpoints they wrote still match.
+        """
         keys = ("steps", "cfg", "pose_weight", "face_weight", "lip_weight", "scheduler", "cfg_steps",
-                "seed", "clip_frames", "motion_frames", "use_mask", "mask_rate")
-        return {k: getattr(self, k) for k in keys}
+                "seed", "clip_frames", "motion_frames")
+        out = {k: getattr(self, k) for k in keys}
+        drop = self.mask_rate > 0
+        out.update(use_mask=drop, mask_rate=self.mask_rate if drop else 0.25)
+        return out
 
 
 def _owner(net, vae, face: FaceData, settings: "GenerationSettings") -> dict:
@@ -62,7 +68,7 @@ def prepare_context(net, vae: VaeCodec, face: FaceData,
     ctx = prepare_video(net, vae, face, settings.clip_frames, fast=settings.fast, settings=settings)
     if ctx.ref_latent is not None:
         ctx.ref_banks = reference_image_banks(net, ctx.ref_latent, ctx.face_tokens,
-                                              settings.offload_reference or settings.low_vram)
+                                              settings.low_vram)
     ctx.owner = _owner(net, vae, face, settings)
     return ctx
 
@@ -142,7 +148,7 @@ def generate(
     settings = settings or GenerationSettings()
     if motion is not None and motion.mask_rate is not None:
         rate = float(motion.mask_rate)
-        settings = replace(settings, use_mask=rate > 0, mask_rate=rate if rate > 0 else settings.mask_rate)
+        settings = replace(settings, mask_rate=max(rate, 0.0))
     sink = sink if sink is not None else MemorySink()
     t0 = time.time()
     fclip, nm = settings.clip_frames, settings.motion_frames
@@ -183,7 +189,7 @@ def generate(
                              f"{tuple(initial.pixels.shape)}")
         s = size // vae.scale_factor
         skip_clip_draws(generator, initial.clip_index, ctx.face_region, fclip, (s, s), model_dtype(net, settings),
-                        settings.use_mask, settings.mask_rate)
+                        settings.mask_rate)
         motion = initial.pixels.float()
     if motion is None:
         motion = first_motion_frames(ctx.ref_pixels, nm)
@@ -195,8 +201,7 @@ def generate(
     try:
         for k in range(start_clip, n_clips):
             first, keep = plan[k]
-            mot = drop_motion_frames(motion, generator, settings.mask_rate, ctx.face_region,
-                                     settings.use_mask)
+            mot = drop_motion_frames(motion, generator, settings.mask_rate, ctx.face_region)
             window = audio_window(audio.features, first, fclip)
 
             def on_step(i, n, k=k):

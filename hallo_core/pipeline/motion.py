@@ -88,13 +88,13 @@ def motion_frames_from_images(frames: torch.Tensor, size: int, n: int = 2, clip_
 
 
 def skip_clip_draws(generator: torch.Generator, clips: int, face_region: torch.Tensor, frames: int,
-                    latent_hw, dtype: torch.dtype, use_mask: bool, mask_rate: float) -> None:
-    """Advance ``generator`` past ``clips`` clips' draws: keep mask (when on), then initial noise.
+                    latent_hw, dtype: torch.dtype, mask_rate: float) -> None:
+    """Advance ``generator`` past ``clips`` clips' draws: keep mask (rate > 0), then initial noise.
 
     Replays the very calls the loop makes, so the state equals the one after those clips.
     """
     size = int(face_region.shape[-1])
     for _ in range(int(clips)):
-        if use_mask and mask_rate > 0:
+        if mask_rate > 0:
             draw_keep_mask(generator, size, mask_rate, face_region)
         draw_initial_noise(generator, frames, latent_hw, dtype, "cpu")

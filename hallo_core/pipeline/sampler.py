@@ -40,8 +40,8 @@ class SamplerSettings:
     cfg_steps: Optional[int] = None  # fast mode: CFG only on the first N steps (None = all)
     fast: bool = True  # faithful-fast precomputation (same output up to float rounding)
     decode_chunk: int = 8
-    offload_reference: bool = False  # memory: reference UNet on the CPU between passes (CUDA)
-    low_vram: bool = False  # memory: offload + VAE slicing, decode one frame at a time
+    # memory: reference UNet on the CPU between passes, VAE slicing, decode one frame at a time (CUDA)
+    low_vram: bool = False
     # compute device/dtype; None reads the first denoiser weight. A host that keeps weights on
     # the CPU and casts them per layer (ComfyUI's comfy.ops, partial loading) sets both.
     device: Optional[object] = None
@@ -183,7 +183,7 @@ def sample_clip(
     latents = draw_initial_noise(generator, frames, (s, s), dt, dev) * scheduler.init_noise_sigma
 
     do_cfg = settings.cfg > 1.0
-    offload = settings.offload_reference or settings.low_vram
+    offload = settings.low_vram
     if ctx.ref_latent is not None:
         # faithful-fast: reference-image items once per video, motion items per clip
         if ctx.ref_banks is None:

@@ -66,4 +66,4 @@ def low_vram_preset() -> dict:
     Reference UNet offloaded to the CPU between passes, VAE decoded one frame at a time with
     sliced attention. Combine with ``prepare_models(dtype=torch.float16)``.
     """
-    return {"offload_reference": True, "decode_chunk": 1, "low_vram": True}
+    return {"decode_chunk": 1, "low_vram": True}
