@@ -102,7 +102,7 @@ def preflight_convert(src: PathLike, dst: PathLike) -> Preflight:
         raise UserError(f"weights file {src} does not exist", "src", f"give {models_dir.rel_path('hallo')} or {models_dir.rel_path('hallo2')}")
     pf.warnings += check_output_path(dst, {"src": src}, option="dst", suffixes=(".safetensors",),
                                      kind="safetensors file")
-    checks.check_torch_file(s, "src", "give an unchanged official net.pth")
+    checks.check_torch_file(s, "src", f"give an unchanged official {os.path.basename(models_dir.rel_path('hallo'))}")
     return pf
 
 

@@ -90,8 +90,8 @@ class VocalSeparator:
             digest = _tail_md5(self.model_path)
             if digest != KIM_VOCAL_2_HASH:
                 log.warning(
-                    "%s is not the official Kim_Vocal_2.onnx (hash %s); using Kim_Vocal_2's MDX parameters",
-                    self.model_path, digest,
+                    "%s is not the official %s (hash %s); using its MDX parameters",
+                    self.model_path, os.path.basename(rel_path("audio_separator")), digest,
                 )
         opts = ort.SessionOptions()
         opts.log_severity_level = 3

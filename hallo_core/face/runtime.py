@@ -20,10 +20,11 @@ def missing_model_error(path: str, what: str) -> FileNotFoundError:
     from .. import models_dir
 
     name = os.path.basename(str(path))
+    folder = models_dir.rel_path("face_analysis")
     return FileNotFoundError(
         f"{what} model {name} not found at {path}: download it from "
-        f"{models_dir.repo_url(models_dir.HALLO_REPO)} (pretrained_models/face_analysis/models/{name}) "
-        "into the face_analysis/models folder"
+        f"{models_dir.repo_url(models_dir.HALLO_REPO)} (pretrained_models/{folder}/{name}) "
+        f"into the {folder} folder"
     )
 
 
