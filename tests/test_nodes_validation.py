@@ -96,7 +96,7 @@ def test_face_errors_are_clear(result):
     assert "face_expand_ratio" in result["ratio_check"]
     assert result["ok_check"] is True
     kind, msg = result["no_face"]
-    assert kind == "ValueError" and msg.startswith("image: ") and "face" in msg
+    assert kind == "UserError" and msg.startswith("no face found") and "(image): " in msg
     assert result["bad_image"][0] == "ValueError" and "[B,H,W,C]" in result["bad_image"][1]
 
 

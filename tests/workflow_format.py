@@ -50,7 +50,7 @@ WIDGETS = {
     "Hallo_AudioModelLoader": ["separator", "precision"],
     "Hallo_FaceModelLoader": ["onnx_device"],
     "Hallo_AudioEmbeds": ["segment_60s"],
-    "Hallo_FaceAnalysis": ["size", "mode", "face_expand_ratio", "no_face"],
+    "Hallo_FaceAnalysis": ["size", "mode", "face_expand_ratio", "no_face", "face_index", "margin"],
     "Hallo_Reference": [],
     "Hallo_Sampler": ["seed", "steps", "cfg", "pose_weight", "face_weight", "lip_weight", "scheduler",
                       "fast", "cfg_steps", "low_vram"],
