@@ -22,6 +22,7 @@ EXAMPLES = {
     "hallo_portrait_to_video": "Hallo portrait to talking video",
     "hallo2_long_video": "Hallo2 long talking video",
     "hallo2_long_video_upscaled": "Hallo2 long video upscaled x2",
+    "hallo2_full_frame": "Hallo2 landscape photo to full frame video",
 }
 
 # Nodes that exist only in the frontend (no backend class, never sent to /prompt).
