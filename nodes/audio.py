@@ -13,6 +13,34 @@ from .progress import ClipProgress
 FPS = 25  # Hallo's audio features are computed at 25 video frames per second (640 samples at 16 kHz)
 
 
+def checked_audio(audio) -> tuple[torch.Tensor, int]:
+    """Batch item 0 of an AUDIO as ([C, T] float32, sample rate), after the CLI's audio checks.
+
+    NaN/inf, empty or shorter than one video frame is a UserError with the CLI's words (``where`` is
+    the input's name); near-silence is only a warning, as on the CLI: a still face is a legitimate
+    video, and refusing it here while the CLI makes it would make the two disagree.
+    """
+    from hallo_core.checks import check_audio_array
+    from hallo_core.errors import UserError
+
+    if not isinstance(audio, dict) or "waveform" not in audio or "sample_rate" not in audio:
+        raise UserError(f"expected an AUDIO value (waveform and sample rate), got {type(audio).__name__}", "audio",
+                        "connect a Load Audio node or another AUDIO output")
+    wav = audio["waveform"]
+    if not isinstance(wav, torch.Tensor) or wav.ndim != 3:
+        shape = tuple(wav.shape) if isinstance(wav, torch.Tensor) else type(wav).__name__
+        raise UserError(f"the waveform has shape {shape}", "audio", "give [batch, channels, samples] audio")
+    if wav.shape[0] == 0 or wav.shape[1] == 0:
+        raise UserError("the audio holds no samples", "audio", "give a speech recording")
+    sr = audio["sample_rate"]
+    if isinstance(sr, float) and sr.is_integer():
+        sr = int(sr)  # some nodes hand the rate on as a float
+    report = check_audio_array(wav[0], sr, "audio")
+    for warning in report.warnings:
+        C.log.warning("Hallo audio embeds: %s", warning)
+    return convert.audio_first_item(audio)
+
+
 class HalloAudioEmbeds(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -47,12 +75,7 @@ class HalloAudioEmbeds(io.ComfyNode):
     @classmethod
     def execute(cls, audio_models, audio, segment_60s) -> io.NodeOutput:
         fps = FPS
-        wav, sr = convert.audio_first_item(audio)
-        lo, hi = torch.aminmax(wav)  # no full-size temporary (|wav| of an hour at 44.1 kHz is 1.3 GB)
-        if float(lo) == 0.0 and float(hi) == 0.0:
-            raise ValueError("audio: the audio is pure silence; Hallo needs speech to drive the lips")
-        if wav.shape[-1] < sr / float(fps):
-            raise ValueError(f"audio: {wav.shape[-1]} samples at {sr} Hz is shorter than one video frame")
+        wav, sr = checked_audio(audio)
         C.load_gpu([audio_models.patcher], full=True)  # transformers modules: no partial loading
         node = cls.hidden.unique_id if cls.hidden is not None else None
         prog = ClipProgress(node, clips=1, steps=100)

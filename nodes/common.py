@@ -257,3 +257,10 @@ def output_path(prefix: str, resume: bool) -> tuple[str, str, str]:
     os.makedirs(folder, exist_ok=True)
     fname = f"{name}.mp4" if resume else f"{name}_{counter:05}_.mp4"
     return os.path.join(folder, fname), fname, subfolder
+
+
+def prefix_problem(prefix: str) -> Optional[str]:
+    """Why ``prefix`` would write outside the output folder, or None when it stays inside."""
+    if ".." in str(prefix).replace("\\", "/").split("/") or os.path.isabs(str(prefix)):
+        return f"filename_prefix {prefix!r} leaves the output folder (no '..', not absolute)"
+    return None

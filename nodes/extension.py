@@ -8,10 +8,10 @@ from . import common
 
 
 def node_list() -> list[type[io.ComfyNode]]:
-    from . import audio, download, face, loaders, long_video, reference, sampler, upscale
+    from . import audio, download, face, loaders, long_video, paste_back, reference, sampler, upscale
 
     out: list[type[io.ComfyNode]] = []
-    for mod in (loaders, audio, face, reference, sampler, long_video, upscale, download):
+    for mod in (loaders, audio, face, reference, sampler, long_video, paste_back, upscale, download):
         out += mod.NODES
     return out
 

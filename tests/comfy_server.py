@@ -125,13 +125,54 @@ class Server:
         return bool(self.get("/queue")["queue_running"])
 
 
-def build_models(models: Path) -> Path:
-    """``models/hallo`` and ``models/upscale_models`` with every tiny model the example workflows load."""
+def build_models(models: Path, upscaler: bool = True) -> Path:
+    """``models/hallo`` and ``models/upscale_models`` with every tiny model the example workflows load
+    (``upscaler`` False leaves out the 650 MB of official-size upscaler files)."""
     from tests.support.models_folder import build_models_dir, write_upscaler_models
 
     build_models_dir(models / "hallo")
-    write_upscaler_models(models / "hallo", models / "upscale_models")
+    (models / "upscale_models").mkdir(parents=True, exist_ok=True)
+    if upscaler:
+        write_upscaler_models(models / "hallo", models / "upscale_models")
+    prepare_landmarks(models)
     return models
+
+
+def prepare_landmarks(models: Path) -> str | None:
+    """Make real face landmarks available to the server's Python; None when they are, else why not.
+
+    The tiny folder has no landmarker .task (it cannot be downloaded here). The server's mediapipe may
+    still bundle the legacy FaceMesh; if not, a .task bundle of real mediapipe models is written (from
+    the test Python's mediapipe or HALLO_MEDIAPIPE_LEGACY_WHEEL, see tests/landmarks_env.py).
+    """
+    from hallo_core.face.landmarks import TASK_FILENAME
+    from tests.landmarks_env import offline_landmarks_skip_reason, write_tasks_bundle
+
+    task = models / "hallo" / "face_analysis" / "models" / TASK_FILENAME
+    if task.is_file():
+        return None
+    probe = ("import sys; sys.path.insert(0, sys.argv[1]); "
+             "from tests.landmarks_env import offline_landmarks_skip_reason as r; print(r() or '')")
+    out = subprocess.run([PYTHON, "-c", probe, str(REPO)], capture_output=True, text=True, timeout=120)
+    if out.returncode == 0 and not out.stdout.strip():
+        return None  # the server's mediapipe has the legacy FaceMesh
+    if write_tasks_bundle(task):
+        return None
+    return (f"the server's Python has no legacy FaceMesh ({out.stdout.strip() or out.stderr.strip()[-300:]}) and "
+            f"no real mediapipe models to bundle: {offline_landmarks_skip_reason()}")
+
+
+def landscape(fixtures_dir: Path):
+    """A 1280x720 photo: fixture portrait 6 at 560 px in the middle of its own blurred, stretched copy
+    (textured all over, so "equals the source" outside the crop means something, and face-free there)."""
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    p = np.asarray(Image.open(fixtures_dir / "portrait_6.jpg").convert("RGB"))
+    canvas = cv2.GaussianBlur(cv2.resize(p, (1280, 720), interpolation=cv2.INTER_AREA), (0, 0), 25)
+    canvas[80:640, 360:920] = cv2.resize(p, (560, 560), interpolation=cv2.INTER_AREA)
+    return canvas
 
 
 @contextlib.contextmanager
@@ -151,6 +192,9 @@ def launch(root: Path, fixtures_dir: Path, with_models: bool = True, models: Pat
     for d in ("input", "output", "user", "temp"):
         (root / d).mkdir()
     shutil.copy(fixtures_dir / "portrait_2.jpg", root / "input" / "hallo_portrait.jpg")
+    from PIL import Image
+
+    Image.fromarray(landscape(fixtures_dir)).save(root / "input" / "hallo_landscape.png")
     data, sr = sf.read(str(fixtures_dir / "speech_1.wav"))
     sf.write(str(root / "input" / "hallo_speech.wav"), data, sr)
     sf.write(str(root / "input" / "hallo_speech_short.wav"), data[: int(SHORT_SECONDS * sr)], sr)

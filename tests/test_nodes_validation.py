@@ -29,11 +29,21 @@ SCRIPT = """
     res["net_missing"] = err(lambda: L.HalloModelLoader.execute(model="hallo2/net.pth", precision="auto"))
 
     A = mods["audio"].HalloAudioEmbeds
+    import logging
+    warned = []
+    handler = logging.Handler(); handler.emit = lambda r: warned.append(r.getMessage())
+    logging.getLogger("hallo").addHandler(handler)
     silent = {"waveform": torch.zeros(1, 2, 44100), "sample_rate": 44100}
-    res["silence"] = err(lambda: A.execute(audio_models=None, audio=silent, segment_60s=True))
+    wav, sr = mods["audio"].checked_audio(silent)  # a warning, not an error: the video is made, as on the CLI
+    res["silence"] = [list(wav.shape), sr, warned]
     tiny_audio = {"waveform": torch.randn(1, 1, 100), "sample_rate": 44100}
     res["too_short"] = err(lambda: A.execute(audio_models=None, audio=tiny_audio, segment_60s=True))
     res["bad_audio"] = err(lambda: A.execute(audio_models=None, audio={"waveform": torch.zeros(5)}, segment_60s=True))
+    nan = torch.randn(1, 1, 44100); nan[0, 0, 22050] = float("nan")
+    res["nan_audio"] = err(lambda: A.execute(audio_models=None, audio={"waveform": nan, "sample_rate": 44100},
+                                             segment_60s=True))
+    res["empty_audio"] = err(lambda: A.execute(audio_models=None, audio={"waveform": torch.zeros(1, 2, 0),
+                                                                         "sample_rate": 44100}, segment_60s=True))
 
     F = mods["face"].HalloFaceAnalysis
     res["size_check"] = F.validate_inputs(size=100, face_expand_ratio=1.2)
@@ -71,9 +81,14 @@ def test_missing_files_name_the_expected_path_and_source(result, key, rel):
 
 
 def test_audio_errors_are_clear(result):
-    assert result["silence"] == ["ValueError", "audio: the audio is pure silence; Hallo needs speech to drive the lips"]
-    assert result["too_short"][0] == "ValueError" and "shorter than one video frame" in result["too_short"][1]
-    assert result["bad_audio"][0] == "ValueError" and "AUDIO dict" in result["bad_audio"][1]
+    shape, sr, warned = result["silence"]
+    assert shape == [2, 44100] and sr == 44100
+    assert any("the audio is digital silence (audio): the face will not move" in w for w in warned), warned
+    assert result["too_short"][0] == "UserError" and "shorter than one video frame" in result["too_short"][1]
+    assert result["bad_audio"][0] == "UserError" and "expected an AUDIO value" in result["bad_audio"][1]
+    assert result["nan_audio"] == ["UserError", "the audio holds NaN or infinite samples (first at 0.50 s) (audio): "
+                                                "re-export the audio as ordinary PCM (e.g. 16-bit WAV)"]
+    assert result["empty_audio"] == ["UserError", "the audio holds no samples (audio): give a speech recording"]
 
 
 def test_face_errors_are_clear(result):
@@ -81,7 +96,7 @@ def test_face_errors_are_clear(result):
     assert "face_expand_ratio" in result["ratio_check"]
     assert result["ok_check"] is True
     kind, msg = result["no_face"]
-    assert kind == "ValueError" and msg.startswith("image: ") and "face" in msg
+    assert kind == "UserError" and msg.startswith("no face found") and "(image): " in msg
     assert result["bad_image"][0] == "ValueError" and "[B,H,W,C]" in result["bad_image"][1]
 
 

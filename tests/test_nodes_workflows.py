@@ -12,7 +12,7 @@ EXAMPLES = sorted((REPO / "example_workflows").glob("*.json"))
 NAMES = sorted(wf.EXAMPLES)
 
 
-def test_three_examples_with_twins_and_thumbnails():
+def test_every_example_has_a_twin_and_a_thumbnail():
     assert sorted(p.stem for p in EXAMPLES) == sorted(wf.EXAMPLES.values())
     for name in NAMES:
         assert wf.twin_path(name).is_file(), name

@@ -27,7 +27,7 @@ STAGE = {
     "Hallo_FaceAnalysis": "Face", "PreviewImage": "Face",
     "Hallo_AudioEmbeds": "Audio",
     "Hallo_Reference": "Sampling", "Hallo_Sampler": "Sampling", "Hallo2_LongVideo": "Sampling",
-    "CreateVideo": "Output", "SaveVideo": "Output",
+    "CreateVideo": "Output", "SaveVideo": "Output", "Hallo_PasteBack": "Output",
     "Hallo2_UpscalerLoader": "Upscale", "UpscaleModelLoader": "Upscale", "Hallo2_TemporalUpscale": "Upscale",
 }
 

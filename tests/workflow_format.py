@@ -22,6 +22,7 @@ EXAMPLES = {
     "hallo_portrait_to_video": "Hallo portrait to talking video",
     "hallo2_long_video": "Hallo2 long talking video",
     "hallo2_long_video_upscaled": "Hallo2 long video upscaled x2",
+    "hallo2_full_frame": "Hallo2 landscape photo to full frame video",
 }
 
 # Nodes that exist only in the frontend (no backend class, never sent to /prompt).
@@ -50,7 +51,8 @@ WIDGETS = {
     "Hallo_AudioModelLoader": ["separator", "precision"],
     "Hallo_FaceModelLoader": ["onnx_device"],
     "Hallo_AudioEmbeds": ["segment_60s"],
-    "Hallo_FaceAnalysis": ["size", "mode", "face_expand_ratio", "no_face"],
+    "Hallo_FaceAnalysis": ["size", "mode", "face_expand_ratio", "no_face", "face_index", "margin"],
+    "Hallo_PasteBack": ["max_side", "feather", "output_mode", "filename_prefix", "fps"],
     "Hallo_Reference": [],
     "Hallo_Sampler": ["seed", "steps", "cfg", "pose_weight", "face_weight", "lip_weight", "scheduler",
                       "fast", "cfg_steps", "low_vram"],
