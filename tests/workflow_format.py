@@ -52,6 +52,7 @@ WIDGETS = {
     "Hallo_AudioEmbeds": ["segment_60s"],
     "Hallo_FaceAnalysis": ["size", "mode", "face_expand_ratio", "no_face"],
     "Hallo_Reference": [],
+    "Hallo_MotionFrames": ["clip_index", "patch_drop", "mask_rate"],
     "Hallo_Sampler": ["seed", "steps", "cfg", "pose_weight", "face_weight", "lip_weight", "scheduler",
                       "fast", "cfg_steps", "low_vram"],
     "Hallo2_LongVideo": ["seed", "steps", "cfg", "pose_weight", "face_weight", "lip_weight", "scheduler",

@@ -340,3 +340,22 @@ def read_video(path: Union[str, Path]):
     arr = np.stack(frames) if frames else np.zeros((0, 0, 0, 3), np.uint8)
     return torch.from_numpy(arr), fps, audio_dur
 
+
+
+def read_tail(source, n: int):
+    """The last ``n`` frames of a video and its frame count, decoding with only ``n`` kept.
+
+    ``source``: a path or a file-like object PyAV opens. Returns (uint8 [k, H, W, 3], count) with
+    k = min(n, count). Every frame is decoded (a fragmented mp4 carries no reliable count), but
+    memory stays at ``n`` frames for any length.
+    """
+    from collections import deque
+
+    tail, count = deque(maxlen=max(1, int(n))), 0
+    src = str(source) if isinstance(source, Path) else source
+    with av.open(src) as c:
+        for frame in c.decode(c.streams.video[0]):
+            tail.append(frame.to_ndarray(format="rgb24"))
+            count += 1
+    arr = np.stack(list(tail)) if tail else np.zeros((0, 0, 0, 3), np.uint8)
+    return torch.from_numpy(arr), count
