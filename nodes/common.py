@@ -33,6 +33,7 @@ HalloAudioEmbedsType = io.Custom("HALLO_AUDIO_EMBEDS")
 HalloFaceDataType = io.Custom("HALLO_FACE_DATA")
 HalloReferenceType = io.Custom("HALLO_REFERENCE")
 HalloUpscalerType = io.Custom("HALLO_UPSCALER")
+HalloMotionType = io.Custom("HALLO_MOTION")
 
 PRECISIONS = ["auto", "fp16", "bf16", "fp32"]
 SCHEDULERS = ["ddim", "dpmpp", "unipc", "euler"]
@@ -246,16 +247,31 @@ class Reference:
     size: int = 512
 
 
-def output_path(prefix: str, resume: bool) -> tuple[str, str, str]:
+@dataclass
+class MotionSource:
+    """HALLO_MOTION: the frames a sampler run continues from, before they are fitted to its reference.
+
+    ``frames``: the last frames of the source, float [n, H, W, 3] in [0, 1] on the CPU (the sampler
+    knows the working size and turns them into hallo_core's MotionFrames). ``clip_index``: clips
+    rendered before them. ``mask_rate``: the Hallo2 drop for the run, None = the sampler's own.
+    """
+
+    frames: torch.Tensor
+    clip_index: int
+    mask_rate: Optional[float] = None
+    source_frames: int = 0  # length of the source, for messages
+
+
+def output_path(prefix: str, tag: Optional[str] = None) -> tuple[str, str, str]:
     """(full path, file name, subfolder) of an mp4 under ComfyUI's output folder.
 
-    With ``resume`` the name is fixed (``<prefix>.mp4``) so a re-run finds the partial file and its
-    checkpoint; otherwise a new numbered file, like core Save Video.
+    With ``tag`` the name is fixed (``<prefix>_<tag>.mp4``) so a later run of the same job finds the
+    partial file and its checkpoint; otherwise a new numbered file, like core Save Video.
     """
     out_dir = folder_paths.get_output_directory()
     folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(prefix, out_dir)
     os.makedirs(folder, exist_ok=True)
-    fname = f"{name}.mp4" if resume else f"{name}_{counter:05}_.mp4"
+    fname = f"{name}_{tag}.mp4" if tag else f"{name}_{counter:05}_.mp4"
     return os.path.join(folder, fname), fname, subfolder
 
 

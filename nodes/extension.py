@@ -8,10 +8,10 @@ from . import common
 
 
 def node_list() -> list[type[io.ComfyNode]]:
-    from . import audio, download, face, loaders, long_video, paste_back, reference, sampler, upscale
+    from . import audio, download, face, loaders, long_video, motion, paste_back, reference, sampler, upscale
 
     out: list[type[io.ComfyNode]] = []
-    for mod in (loaders, audio, face, reference, sampler, long_video, paste_back, upscale, download):
+    for mod in (loaders, audio, face, reference, motion, sampler, long_video, paste_back, upscale, download):
         out += mod.NODES
     return out
 
@@ -22,6 +22,11 @@ class HalloExtension(ComfyExtension):
 
 
 def setup() -> HalloExtension:
-    """One-time setup (ComfyUI 0.8.0 never calls ComfyExtension.on_load): register models/hallo."""
+    """One-time setup (ComfyUI 0.8.0 never calls ComfyExtension.on_load): register models/hallo and
+    route Hallo's attention through ComfyUI's selection (--use-sage-attention etc. apply to it too)."""
+    from . import comfy_attention
+
     common.register_model_folder()
+    comfy_attention.install()
+    common.log.info("Hallo: attention through ComfyUI's selection (%s)", comfy_attention.selected())
     return HalloExtension()

@@ -1,14 +1,23 @@
-"""Hallo2 long-video node: motion-frame chaining with patch drop, streamed to memory or to an mp4."""
+"""Hallo2 long-video node: motion-frame chaining with patch drop, streamed to memory or to an mp4.
+
+In file mode the mp4 is named after a hash of everything that decides its content, and a resume
+checkpoint is written next to it after every finished clip. Queueing the same prompt again after a
+Cancel or a crash therefore finds the partial file and continues it, while a changed prompt writes
+a new file; the checkpoint is removed once the video is complete.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from fractions import Fraction
+from pathlib import Path
 
 from comfy_api.latest import InputImpl, Types, io, ui
 
 from . import common as C
 from . import convert, sampler
+from .progress import notify
 
 
 class HalloLongVideo(io.ComfyNode):
@@ -20,8 +29,9 @@ class HalloLongVideo(io.ComfyNode):
             category=f"{C.CATEGORY}/sampling",
             description="Hallo2 long-duration generation: 16-frame clips chained by 2 motion frames with "
                         "patch drop (mask_rate), streamed clip by clip so memory stays flat. 'file' mode writes "
-                        "an mp4 with the audio as it goes (playable up to the last finished clip, resumable); "
-                        "'image' mode returns IMAGE frames for short videos.",
+                        "an mp4 with the audio as it goes (playable up to the last finished clip); after a "
+                        "Cancel or a crash, queue the same prompt again and it continues from there. 'image' "
+                        "mode returns IMAGE frames for short videos.",
             inputs=sampler.model_inputs() + sampler.sampling_inputs() + [
                 io.Float.Input("mask_rate", default=0.25, min=0.0, max=0.95, step=0.05,
                                tooltip="Share of motion-frame pixels dropped outside the face box (Hallo2 "
@@ -30,14 +40,17 @@ class HalloLongVideo(io.ComfyNode):
                                tooltip="image: return all frames as IMAGE (short videos). file: stream an mp4 "
                                        "to the output folder and return it as VIDEO (any length)."),
                 io.String.Input("filename_prefix", default="hallo2/long",
-                                tooltip="Output file name prefix (file mode), relative to the output folder."),
-                io.Boolean.Input("resume", default=False,
-                                 tooltip="File mode: continue an interrupted run of the same inputs from its "
-                                         "last finished clip (same frames as an uninterrupted run)."),
+                                tooltip="Output file name prefix (file mode), relative to the output folder. "
+                                        "The file is <prefix>_<hash of the inputs and settings>.mp4."),
+                io.Boolean.Input("resume", default=True,
+                                 tooltip="File mode: on = queueing the same prompt again after a Cancel or a "
+                                         "crash continues its file from the last finished clip (same frames as "
+                                         "an uninterrupted run). Off = start that file over."),
             ] + sampler.speed_inputs() + [
                 io.Audio.Input("audio", optional=True,
                                tooltip="The audio to mux into the file (file mode) and into the VIDEO output. "
                                        "Use the 'audio' output of Hallo Audio Embeds."),
+                sampler.motion_input(),
             ],
             outputs=[
                 io.Image.Output(display_name="frames", tooltip="IMAGE frames (image mode); in file mode only the "
@@ -63,47 +76,109 @@ class HalloLongVideo(io.ComfyNode):
         return True
 
     @classmethod
-    def execute(cls, hallo_model, vae, reference, audio_embeds, output_mode, filename_prefix, resume, audio=None,
-                **widgets) -> io.NodeOutput:
-        from hallo_core.io.video import MemorySink, Mp4Sink
-        from hallo_core.pipeline.generate import checkpoint_path_for
+    def execute(cls, hallo_model, vae, reference, audio_embeds, output_mode, filename_prefix, resume=True,
+                audio=None, motion=None, **widgets) -> io.NodeOutput:
+        from hallo_core.io.video import ImageSink
 
         settings = sampler.settings(**widgets)
         node_id = cls.hidden.unique_id if cls.hidden is not None else None
         fps = float(getattr(audio_embeds, "fps", 25))
         n = int(audio_embeds.num_frames)
         fitted = convert.fit_audio_to_frames(audio, n, fps) if audio is not None else None
+        mf = sampler.motion_frames(motion, reference, settings)
         if output_mode == "image":
-            sink = MemorySink()
-            sampler.run(node_id, hallo_model, vae, reference, audio_embeds, settings, sink)
-            images = sink.images()[:n].to(C.out_device())
+            sink = ImageSink(n)
+            sampler.run(node_id, hallo_model, vae, reference, audio_embeds, settings, sink, motion=mf)
+            images = sink.images().to(C.out_device())
             video = InputImpl.VideoFromComponents(
                 Types.VideoComponents(images=images, audio=fitted, frame_rate=Fraction(fps).limit_denominator(1000)))
             return io.NodeOutput(images, video, fps)
+        return _to_file(node_id, hallo_model, vae, reference, audio_embeds, settings, filename_prefix,
+                        bool(resume), fitted, mf, fps)
 
-        path, fname, subfolder = C.output_path(filename_prefix, bool(resume))
-        wav = fitted["waveform"][0] if fitted is not None else None
-        sr = fitted["sample_rate"] if fitted is not None else 16000
-        sink = Mp4Sink(path, waveform=wav, sample_rate=sr)
-        last = {}
 
-        class _Tail:  # remembers the last frame so the IMAGE output stays one frame
-            def __getattr__(self, k):
-                return getattr(sink, k)
+def run_tag(hallo_model, reference, audio_embeds, settings, motion, fitted) -> str:
+    """Short hash naming the file: the run's resume identity plus the audio muxed into it."""
+    from hallo_core.pipeline.generate import run_hash
 
-            def write(self, frames):
-                last["f"] = frames[-1:].detach().float().cpu()
-                sink.write(frames)
+    h = hashlib.sha256(run_hash(hallo_model.net, reference.face, audio_embeds, settings, hallo_model.path,
+                                motion).encode())
+    if fitted is not None:  # the muxed track is not in the frames' identity, but it is in the file
+        wav = fitted["waveform"].detach().float().cpu().contiguous()
+        h.update(f"{tuple(wav.shape)}:{fitted['sample_rate']}".encode())
+        h.update(wav.numpy().tobytes())
+    return h.hexdigest()[:12]
 
-        # hallo_core closes the sink itself, on Cancel too: the file stays playable up to the last
-        # finished clip, and the checkpoint next to it lets a re-run with resume continue.
-        sampler.run(node_id, hallo_model, vae, reference, audio_embeds, settings, _Tail(),
-                    checkpoint=str(checkpoint_path_for(path)) if resume else None, resume=bool(resume))
-        image = convert.frames_to_image(last["f"]) if "f" in last else convert.frames_to_image(
-            reference.face.pixels.unsqueeze(0), "-1_1")
-        video = InputImpl.VideoFromFile(path)
-        preview = ui.PreviewVideo([ui.SavedResult(fname, subfolder, io.FolderType.output)])
-        return io.NodeOutput(image.to(C.out_device()), video, fps, ui=preview)
+
+def _to_file(node_id, hallo_model, vae, reference, audio_embeds, settings, prefix, resume, fitted, mf, fps):
+    from hallo_core.io.video import Mp4Sink
+    from hallo_core.pipeline.generate import checkpoint_path_for
+    from hallo_core.pipeline.resume import discard_state, load_state
+
+    n = int(audio_embeds.num_frames)
+    n_clips = max(1, -(-n // settings.clip_frames))
+    path, fname, subfolder = C.output_path(prefix, run_tag(hallo_model, reference, audio_embeds, settings, mf,
+                                                           fitted))
+    shown = f"{subfolder}/{fname}" if subfolder else fname
+    ckpt = checkpoint_path_for(path)
+    if not resume:
+        discard_state(ckpt)  # starting over: an older checkpoint must not describe the new file
+    state = load_state(ckpt) if ckpt.is_file() else None
+    first = state.next_clip if state is not None else 0
+    if state is not None:
+        notify(node_id, f"Hallo2: resuming {shown} at clip {first + 1} of {n_clips} "
+                        f"({state.frames_done} frames kept)", state="resumed", filename=fname,
+               subfolder=subfolder, clip=first, clips=n_clips, frames=state.frames_done)
+    wav = fitted["waveform"][0] if fitted is not None else None
+    sr = fitted["sample_rate"] if fitted is not None else 16000
+    sink = Mp4Sink(path, waveform=wav, sample_rate=sr)
+    last = {}
+
+    class _Tail:  # remembers the last frame so the IMAGE output stays one frame
+        def __getattr__(self, k):
+            return getattr(sink, k)
+
+        def write(self, frames):
+            last["f"] = frames[-1:].detach().float().cpu()
+            sink.write(frames)
+
+    # hallo_core closes the sink itself, on Cancel too: the file stays playable up to the last
+    # finished clip, and the checkpoint next to it lets the same prompt continue
+    try:
+        sampler.run(node_id, hallo_model, vae, reference, audio_embeds, settings, _Tail(), checkpoint=str(ckpt),
+                    resume=True, motion=mf, first_clip=first)
+    except BaseException as e:
+        _report_partial(node_id, e, ckpt, shown, fname, subfolder, fps, n, n_clips)
+        raise
+    discard_state(ckpt)  # complete: nothing left to resume, and a leftover would only mislead
+    image = convert.frames_to_image(last["f"]) if "f" in last else convert.frames_to_image(
+        reference.face.pixels.unsqueeze(0), "-1_1")
+    video = InputImpl.VideoFromFile(path)
+    preview = ui.PreviewVideo([ui.SavedResult(fname, subfolder, io.FolderType.output)])
+    return io.NodeOutput(image.to(C.out_device()), video, fps, ui=preview)
+
+
+def _report_partial(node_id, error, ckpt: Path, shown, fname, subfolder, fps, n, n_clips) -> None:
+    """Name the partial file a stopped run leaves, with what it holds, where the user looks."""
+    import comfy.model_management as mm
+
+    from hallo_core.pipeline.resume import load_state
+
+    try:
+        state = load_state(ckpt) if ckpt.is_file() else None
+    except Exception:  # never mask the real error with a checkpoint problem
+        state = None
+    frames = state.frames_done if state is not None else 0
+    why = "cancelled" if isinstance(error, mm.InterruptProcessingException) else "stopped by an error"
+    if frames:
+        nxt = state.next_clip
+        text = (f"Hallo2: {why}. {shown} holds {frames} of {n} frames ({frames / fps:.2f} s); queue the same "
+                f"prompt again to continue at clip {nxt + 1} of {n_clips}.")
+    else:
+        nxt = 0
+        text = f"Hallo2: {why} before the first clip was saved; {shown} holds no finished clip."
+    notify(node_id, text, warn=True, state="partial", reason=why, filename=fname, subfolder=subfolder,
+           frames=frames, seconds=round(frames / fps, 3), total_frames=n, clip=nxt, clips=n_clips)
 
 
 NODES = [HalloLongVideo]

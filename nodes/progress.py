@@ -1,5 +1,5 @@
 """Progress over clips x steps: ComfyUI's ProgressBar (which also checks for Cancel) plus the
-"hallo.progress" / "hallo.clip" websocket messages the web extension shows on the node."""
+"hallo.progress" / "hallo.clip" / "hallo.run" websocket messages the web extension shows on the node."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ log = logging.getLogger("hallo")
 
 EVENT_PROGRESS = "hallo.progress"
 EVENT_CLIP = "hallo.clip"
+EVENT_RUN = "hallo.run"  # a run's state worth telling the user: resumed, or stopped with a partial file
 
 
 def _server():
@@ -84,6 +85,24 @@ class ClipProgress:
         except Exception as e:
             log.debug("hallo: clip preview failed: %s", e)
         self._send(EVENT_CLIP, info)
+
+
+def notify(node_id: Optional[str], text: str, warn: bool = False, **info) -> None:
+    """Tell the user about a run where they look: the node (web extension panel and ComfyUI's own
+    node text) and the server log.
+
+    Sent while the node still runs or fails: a node's ``ui`` output is only delivered when it
+    returns, so a Cancel (an exception) could not report through it.
+    """
+    log.log(logging.WARNING if warn else logging.INFO, "%s", text)
+    server = _server()
+    if server is None or node_id is None:
+        return
+    try:
+        server.send_sync(EVENT_RUN, dict(info, node=str(node_id), text=text), server.client_id)
+        server.send_progress_text(text, str(node_id), server.client_id)
+    except Exception as e:  # a websocket hiccup must never hide the original error
+        log.debug("hallo: could not send %s: %s", EVENT_RUN, e)
 
 
 def save_clip_preview(frames: torch.Tensor, fps: float, node_id: str) -> dict:

@@ -41,13 +41,14 @@ class HalloReference(io.ComfyNode):
 
     @classmethod
     def execute(cls, hallo_model, vae, face_data) -> io.NodeOutput:
-        from hallo_core.pipeline.generate import prepare_context
+        from hallo_core.pipeline.generate import GenerationSettings, prepare_context
 
         codec, _ = vae_codec(vae)
-        C.load_gpu([hallo_model.patcher], full=True)  # hallo_core computes on the network's device
+        C.load_gpu([hallo_model.patcher])  # may be partial: the device and dtype are passed explicitly
         # default settings = what the samplers use (fast path, 16-frame clips); computed on the model's
         # device, then kept on ComfyUI's intermediate device between nodes
-        ctx = prepare_context(hallo_model.net, codec, face_data).to(C.out_device())
+        st = GenerationSettings(device=hallo_model.patcher.load_device, dtype=hallo_model.dtype)
+        ctx = prepare_context(hallo_model.net, codec, face_data, st).to(C.out_device())
         latent = ctx.ref_latent.float()
         return io.NodeOutput(C.Reference(face=face_data, ref_latent=latent, context=ctx, size=int(face_data.size)))
 

@@ -61,6 +61,35 @@ def model_inputs() -> list:
     ]
 
 
+def motion_input():
+    return C.HalloMotionType.Input(
+        "motion", optional=True,
+        tooltip="From 'Hallo Motion Frames': continue an earlier video (e.g. this node's output with the previous "
+                "audio section) instead of starting from the portrait. With the same seed, model and reference "
+                "the continuation of whole clips equals one run over the joined audio.")
+
+
+def motion_frames(motion, reference, settings):
+    """hallo_core's MotionFrames for a HALLO_MOTION input, fitted to the reference's working size."""
+    if motion is None:
+        return None
+    from hallo_core.pipeline.motion import motion_frames_from_images
+
+    return motion_frames_from_images(motion.frames, int(reference.size), n=settings.motion_frames,
+                                     clip_index=int(motion.clip_index), mask_rate=motion.mask_rate)
+
+
+def on_device(hallo_model, settings):
+    """``settings`` with the compute device and dtype of the model as ComfyUI manages it.
+
+    Given explicitly because a partially loaded patcher leaves some weights on the offload device:
+    the device of the first weight is then not where the network computes.
+    """
+    from dataclasses import replace
+
+    return replace(settings, device=hallo_model.patcher.load_device, dtype=hallo_model.dtype)
+
+
 def check_sampling(steps, cfg, cfg_steps=0) -> bool | str:
     if steps is not None and not 1 <= int(steps) <= 200:
         return f"steps must be between 1 and 200, got {steps}"
@@ -88,7 +117,7 @@ def settings(seed, steps, cfg, pose_weight, face_weight, lip_weight, scheduler, 
 
 
 def run(node_id, hallo_model, vae, reference, audio_embeds, settings, sink, checkpoint: Optional[str] = None,
-        resume: bool = False):
+        resume: bool = False, motion=None, first_clip: int = 0):
     """Drive hallo_core's clip loop with ComfyUI model management, progress and Cancel.
 
     The network is (re)loaded before every denoising step (hallo_core polls ``should_stop`` there): a
@@ -97,20 +126,23 @@ def run(node_id, hallo_model, vae, reference, audio_embeds, settings, sink, chec
     hallo_core then stops cleanly (finished clips stay in the sink) and the interrupt is re-raised
     here so ComfyUI reports the run as interrupted. On the fast path the Reference node's prepared
     context (portrait features) is reused; hallo_core rejects one made with another model, VAE or face.
+    ``motion``: hallo_core MotionFrames to continue from. ``first_clip``: where a resumed run starts
+    (progress and time left count from there). Returns hallo_core's GenerationResult.
     """
     import comfy.model_management as mm
 
     from hallo_core.pipeline.generate import generate
 
     codec, _ = vae_codec(vae)
+    settings = on_device(hallo_model, settings)
     clips = max(1, -(-int(audio_embeds.num_frames) // settings.clip_frames))
-    prog = ClipProgress(node_id, clips=clips, steps=settings.steps)
+    prog = ClipProgress(node_id, clips=clips, steps=settings.steps, first_clip=first_clip)
     fps = float(getattr(audio_embeds, "fps", 25))
 
-    # hallo_core finds the compute device from the first denoising-UNet weight, so the network is
-    # loaded fully (no low-VRAM partial load) until hallo_core takes the device explicitly.
+    # ComfyUI may load the network partially (low VRAM): its comfy.ops layers cast the offloaded
+    # weights per forward, and the compute device comes from the settings, not from a weight
     def load() -> None:
-        C.load_gpu([hallo_model.patcher], full=True)
+        C.load_gpu([hallo_model.patcher])
 
     def should_stop() -> bool:
         """Polled by hallo_core before every denoising step: (re)load the network, then check Cancel."""
@@ -130,7 +162,7 @@ def run(node_id, hallo_model, vae, reference, audio_embeds, settings, sink, chec
     context = reference.context if settings.fast else None
     result = generate(hallo_model.net, codec, reference.face, audio_embeds, settings, sink,
                       checkpoint=checkpoint, resume=resume, callback=callback, should_stop=should_stop,
-                      model_id=hallo_model.path, context=context)
+                      model_id=hallo_model.path, context=context, motion=motion)
     if getattr(result, "interrupted", False):
         C.interrupted()  # raises InterruptProcessingException (the flag is still set)
         raise mm.InterruptProcessingException()
@@ -147,7 +179,7 @@ class HalloSampler(io.ComfyNode):
             description="Generates the talking-head video, 16-frame clips chained by 2 motion frames "
                         "(Hallo). Returns IMAGE frames; connect them with the audio and fps to core "
                         "Create Video -> Save Video.",
-            inputs=model_inputs() + sampling_inputs() + speed_inputs(),
+            inputs=model_inputs() + sampling_inputs() + speed_inputs() + [motion_input()],
             outputs=[
                 io.Image.Output(display_name="frames", tooltip="The video frames [N,H,W,3], exactly as many as "
                                                                "the audio covers."),
@@ -161,16 +193,17 @@ class HalloSampler(io.ComfyNode):
         return check_sampling(steps, cfg, cfg_steps)
 
     @classmethod
-    def execute(cls, hallo_model, vae, reference, audio_embeds, **widgets) -> io.NodeOutput:
-        from hallo_core.io.video import MemorySink
+    def execute(cls, hallo_model, vae, reference, audio_embeds, motion=None, **widgets) -> io.NodeOutput:
+        from hallo_core.io.video import ImageSink
 
-        sink = MemorySink()
+        st = settings(**widgets)
+        sink = ImageSink(int(audio_embeds.num_frames))
         run(cls.hidden.unique_id if cls.hidden is not None else None, hallo_model, vae, reference, audio_embeds,
-            settings(**widgets), sink)
-        images = sink.images()[: int(audio_embeds.num_frames)]
-        return io.NodeOutput(images.to(C.out_device()), float(getattr(audio_embeds, "fps", 25)))
+            st, sink, motion=motion_frames(motion, reference, st))
+        return io.NodeOutput(sink.images().to(C.out_device()), float(getattr(audio_embeds, "fps", 25)))
 
 
 NODES = [HalloSampler]
 
-__all__ = ["HalloSampler", "run", "settings", "sampling_inputs", "speed_inputs", "model_inputs", "check_sampling"]
+__all__ = ["HalloSampler", "run", "settings", "sampling_inputs", "speed_inputs", "model_inputs", "check_sampling",
+           "motion_input", "motion_frames", "on_device"]

@@ -162,7 +162,7 @@ class HalloTemporalUpscale(io.ComfyNode):
                 return io.NodeOutput(out, video)
             from hallo_core.upscale.video_io import write_video
 
-            path, fname, subfolder = C.output_path(filename_prefix, False)
+            path, fname, subfolder = C.output_path(filename_prefix)
             last = {}
 
             def bgr():

@@ -103,9 +103,10 @@ class Server:
             data = r.read()
             return json.loads(data) if data else None
 
-    def queue(self, prompt: dict) -> str:
+    def queue(self, prompt: dict, client_id: str | None = None) -> str:
+        """``client_id``: the websocket client that gets the prompt's messages (see :meth:`listen`)."""
         try:
-            return self.post("/prompt", {"prompt": prompt, "client_id": uuid.uuid4().hex})["prompt_id"]
+            return self.post("/prompt", {"prompt": prompt, "client_id": client_id or uuid.uuid4().hex})["prompt_id"]
         except urllib.error.HTTPError as e:
             raise AssertionError(f"/prompt rejected the workflow: {e.read().decode()[:3000]}") from None
 
@@ -121,8 +122,60 @@ class Server:
             time.sleep(1.0)
         raise AssertionError(f"prompt {prompt_id} did not finish in {timeout} s")
 
+    def listen(self) -> "Messages":
+        """A websocket client collecting the server's JSON messages (binary previews are skipped)."""
+        return Messages(self.port)
+
     def running(self) -> bool:
         return bool(self.get("/queue")["queue_running"])
+
+
+class Messages:
+    """The JSON messages a client receives, gathered by a background thread (websocket-client)."""
+
+    def __init__(self, port: int):
+        import threading
+
+        import websocket
+
+        self.client_id = uuid.uuid4().hex
+        self.ws = websocket.create_connection(f"ws://127.0.0.1:{port}/ws?clientId={self.client_id}", timeout=5)
+        self.items: list[tuple[str, dict]] = []
+        self._stop = False
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        import websocket
+
+        while not self._stop:
+            try:
+                msg = self.ws.recv()
+            except websocket.WebSocketTimeoutException:
+                continue
+            except Exception:  # closed
+                return
+            if not msg:  # "" once the connection closes
+                return
+            if isinstance(msg, str):
+                d = json.loads(msg)
+                self.items.append((d.get("type"), d.get("data") or {}))
+
+    def of(self, kind: str, since: int = 0) -> list[dict]:
+        return [d for t, d in self.items[since:] if t == kind]
+
+    def wait_for(self, kind: str, pred=lambda d: True, since: int = 0, timeout: float = 600.0) -> dict:
+        t0 = time.time()
+        while time.time() - t0 < timeout:
+            hit = [d for d in self.of(kind, since) if pred(d)]
+            if hit:
+                return hit[0]
+            time.sleep(0.05)
+        raise AssertionError(f"no {kind} message in {timeout} s; got {[t for t, _ in self.items][-20:]}")
+
+    def close(self) -> None:
+        self._stop = True
+        self.ws.close()
 
 
 def build_models(models: Path, upscaler: bool = True) -> Path:

@@ -94,6 +94,8 @@ def test_pack_imports_without_failure(server):
     log = server.log.read_text()
     assert "IMPORT FAILED" not in log and "Cannot import" not in log, log[-4000:]
     assert PACK_NAME in log  # listed in the import-times summary
+    # the pack routes Hallo's attention through ComfyUI's selection when it loads (CPU: sub-quadratic)
+    assert "Hallo: attention through ComfyUI's selection (attention_sub_quad)" in log, log[-4000:]
 
 
 def test_every_node_listed_with_tooltips(server):
@@ -185,3 +187,69 @@ def test_interrupt_keeps_server_healthy(server):
     assert again["status"]["status_str"] == "success", _errors(again)
     frames, has_audio, _ = _video_info(_saved_videos(server, again)[0])
     assert frames == _expected_frames() and has_audio
+
+
+def _decoded(path: Path):
+    import av
+    import numpy as np
+
+    with av.open(str(path)) as c:
+        return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+
+
+def test_cancelled_file_run_continues_when_queued_again(server):
+    """File mode, resume as shipped (on): Cancel once the first clip is written, queue the very same prompt
+    again, and it continues the file (it renders only the clips that were missing) into the video an
+    uninterrupted run writes; the checkpoint is gone at the end. The cancel names the partial file."""
+    import numpy as np
+    import soundfile as sf
+
+    from tests.comfy_server import shared_fixtures
+
+    data, sr = sf.read(str(shared_fixtures() / "speech_1.wav"))
+    sf.write(str(server.root / "input" / "hallo_speech_4clips.wav"), data[: int(2.5 * sr)], sr)  # 63 frames
+
+    def prompt(prefix):
+        api = _prompt("hallo2_long_video", steps=6)
+        for node in api.values():
+            if node["class_type"] == "LoadAudio":
+                node["inputs"]["audio"] = "hallo_speech_4clips.wav"
+            if node["class_type"] == "Hallo2_LongVideo":
+                assert node["inputs"]["resume"] is True and node["inputs"]["output_mode"] == "file"
+                node["inputs"]["filename_prefix"] = prefix
+        return api
+
+    ref = server.wait(server.queue(prompt("hallo2/resume_ref")))
+    assert ref["status"]["status_str"] == "success", _errors(ref)
+    (ref_file,) = [v for v in _saved_videos(server, ref) if v.name.startswith("resume_ref_")]
+
+    ws = server.listen()
+    try:
+        pid = server.queue(prompt("hallo2/resume"), client_id=ws.client_id)
+        ws.wait_for("hallo.clip", lambda d: d.get("clip") == 1)
+        server.post("/interrupt", {})
+        entry = server.wait(pid, timeout=600)
+        assert "execution_interrupted" in [m[0] for m in entry["status"]["messages"]]
+        partial = ws.wait_for("hallo.run", lambda d: d.get("state") == "partial", timeout=60)
+        assert partial["reason"] == "cancelled" and partial["clips"] == 4, partial
+        kept = partial["frames"]
+        assert kept in (16, 32, 48) and partial["clip"] == kept // 16, partial
+        assert abs(partial["seconds"] - kept / 25) < 1e-6 and f"holds {kept} of 63 frames" in partial["text"]
+        out = server.root / "output" / partial["subfolder"] / partial["filename"]
+        assert out.name == ref_file.name.replace("resume_ref_", "resume_")  # same job, same hash
+        assert out.is_file() and out.with_name(out.name + ".resume.pt").is_file()
+        assert _decoded(out).shape[0] == kept  # the partial file plays up to the last finished clip
+
+        mark = len(ws.items)
+        again = server.wait(server.queue(prompt("hallo2/resume"), client_id=ws.client_id))
+        assert again["status"]["status_str"] == "success", _errors(again)
+        resumed = ws.wait_for("hallo.run", lambda d: d.get("state") == "resumed", since=mark, timeout=60)
+        assert resumed["clip"] == kept // 16 and resumed["frames"] == kept, resumed
+        clips_run = sorted({d["clip"] for d in ws.of("hallo.clip", since=mark) if d.get("clips") == 4})
+        assert clips_run == list(range(kept // 16 + 1, 5)), clips_run  # not from scratch
+    finally:
+        ws.close()
+    assert [v for v in _saved_videos(server, again) if v.name == out.name]
+    a, b = _decoded(ref_file), _decoded(out)
+    assert a.shape[0] == b.shape[0] == 63 and np.array_equal(a, b)
+    assert not list((server.root / "output").rglob("*.resume.pt"))

@@ -219,3 +219,8 @@ def test_status_panel_follows_progress_messages(page):
     assert text == "clip 2/5 done · 1m 1s left"
     src = page.eval("app.graph.getNodeById(%d).__halloPanel.img.src" % node_id)
     assert "/view?" in src and "filename=clip_x.webp" in src and "subfolder=hallo" in src
+    # a cancelled long run names its partial file on the node
+    text = page.eval(send.format(ev="hallo.run", payload=json.dumps(
+        {"node": str(node_id), "state": "partial", "text": "Hallo2: cancelled. hallo2/long_ab.mp4 holds 16 of 63 "
+         "frames (0.64 s); queue the same prompt again to continue at clip 2 of 4."})))
+    assert text.startswith("cancelled. hallo2/long_ab.mp4 holds 16 of 63 frames (0.64 s)"), text

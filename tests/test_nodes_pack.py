@@ -97,7 +97,7 @@ SCHEMA_SCRIPT = """
         schema = cls.define_schema()
         nodes[schema.node_id] = [i.id for i in schema.inputs if i.get_io_type() in widget_types]
     print(json.dumps({"nodes": nodes, "hallo_paths": folder_paths.get_folder_paths("hallo"), "yaml": yaml_path,
-                      "events": [progress.EVENT_PROGRESS, progress.EVENT_CLIP]}))
+                      "events": [progress.EVENT_PROGRESS, progress.EVENT_CLIP, progress.EVENT_RUN]}))
 """
 
 

@@ -109,3 +109,31 @@ def test_wrong_size_is_refused(parts):
     _, first, _ = joined_audio(1, 1)
     with pytest.raises(ValueError, match="motion frames"):
         run(parts, first, motion=MotionFrames(torch.zeros(2, 3, 32, 32)))
+
+
+def test_image_sink_keeps_the_float_frames(parts):
+    from hallo_core.io.video import ImageSink
+
+    net, vae, face = parts
+    _, first, _ = joined_audio(1, 1)
+    audio = AudioFeatures(first.features, CLIP - 1)  # a trimmed last clip: the sink stops at the count
+    sink = ImageSink(audio.num_frames)
+    generate(net, vae, face, audio, GenerationSettings(steps=2, clip_frames=CLIP), sink=sink)
+    assert torch.equal(sink.images(), run(parts, audio))
+    assert sink.committed_frames == CLIP - 1
+
+
+def test_run_hash_is_the_identity_the_checkpoint_records(parts, tmp_path):
+    from hallo_core.pipeline.generate import checkpoint_path_for, run_hash
+    from hallo_core.pipeline.resume import load_state
+
+    net, vae, face = parts
+    joined, first, second = joined_audio(1, 1)
+    mf = motion_frames_from_images(run(parts, first), 64, clip_index=1, mask_rate=0.5)
+    st = GenerationSettings(steps=1, clip_frames=CLIP)
+    ckpt = checkpoint_path_for(tmp_path / "out.mp4")
+    generate(net, vae, face, joined, st, checkpoint=ckpt, motion=mf, model_id="m")
+    h = run_hash(net, face, joined, st, "m", mf)
+    assert load_state(ckpt).input_hash == h
+    assert run_hash(net, face, joined, st, "m", None) != h
+    assert run_hash(net, face, second, st, "m", mf) != h

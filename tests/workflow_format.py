@@ -54,6 +54,7 @@ WIDGETS = {
     "Hallo_FaceAnalysis": ["size", "mode", "face_expand_ratio", "no_face", "face_index", "margin"],
     "Hallo_PasteBack": ["max_side", "feather", "output_mode", "filename_prefix", "fps"],
     "Hallo_Reference": [],
+    "Hallo_MotionFrames": ["clip_index", "patch_drop", "mask_rate"],
     "Hallo_Sampler": ["seed", "steps", "cfg", "pose_weight", "face_weight", "lip_weight", "scheduler",
                       "fast", "cfg_steps", "low_vram"],
     "Hallo2_LongVideo": ["seed", "steps", "cfg", "pose_weight", "face_weight", "lip_weight", "scheduler",

@@ -1,7 +1,8 @@
 // Hallo node pack: live status on the sampler nodes.
 // The server sends "hallo.progress" {node, clip, clips, step, steps, eta} after every denoising step and
 // "hallo.clip" {node, clip, clips, eta, filename, subfolder, type} when a clip is decoded (with an
-// animated WebP of that clip in ComfyUI's temp folder).
+// animated WebP of that clip in ComfyUI's temp folder). "hallo.run" {node, state, text, ...} says that a
+// long-video run resumed its file, or stopped (Cancel, error) leaving a partial file: its name and length.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
@@ -72,6 +73,13 @@ app.registerExtension({
         panel.img.style.display = "block";
       }
       node.setDirtyCanvas?.(true, true);
+    });
+    api.addEventListener("hallo.run", ({ detail }) => {
+      window.__halloExtension.events += 1;
+      const node = findNode(detail.node);
+      if (!node || !detail.text) return;
+      panelFor(node).text.textContent = detail.text.replace(/^Hallo2: /, "");
+      node.setDirtyCanvas?.(true, false);
     });
     api.addEventListener("execution_start", () => {
       for (const node of app.graph?._nodes ?? []) {

@@ -1,7 +1,8 @@
 """Frame sinks: where each finished clip goes, so host RAM stays flat for any video length.
 
 ``MemorySink`` keeps an IMAGE batch for short videos (uint8 by default: 4x less RAM than
-float32; ``images()`` returns ComfyUI's float [N, H, W, 3] in [0, 1]).
+float32; ``images()`` returns ComfyUI's float [N, H, W, 3] in [0, 1]). ``ImageSink`` keeps the
+unquantized float frames, preallocated, for outputs that may be continued exactly.
 
 ``Mp4Sink`` writes H.264 (yuv420p) + AAC of the *original* audio with PyAV into a
 fragmented MP4 (``frag_keyframe+empty_moov``). Every clip starts a new GOP, the encoder
@@ -84,6 +85,40 @@ class MemorySink(FrameSink):
         """ComfyUI IMAGE: float32 [N, H, W, 3] in [0, 1]."""
         x = self.frames()
         return x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+
+
+class ImageSink(FrameSink):
+    """The decoded frames as ComfyUI's float IMAGE [N, H, W, 3], filled in place.
+
+    Float, not uint8: the loop's motion frames are the decoded floats, so only an unquantized
+    output can be continued exactly (``motion.motion_frames_from_images``). Allocated once for the
+    known frame count, so the peak is the IMAGE itself (a float ``MemorySink`` would hold its
+    chunks and their concatenation at once).
+    """
+
+    def __init__(self, num_frames: int):
+        self.num_frames = int(num_frames)
+        self.buffer = None
+        self.filled = 0
+        self.start_frame = 0
+
+    def open(self, width, height, fps, start_frame=0):
+        self.buffer = torch.zeros(self.num_frames, height, width, 3, dtype=torch.float32)
+        self.filled, self.start_frame = 0, start_frame
+
+    def write(self, frames):
+        n = min(int(frames.shape[0]), self.num_frames - self.filled)
+        self.buffer[self.filled:self.filled + n] = frames[:n].detach().to("cpu", torch.float32).permute(0, 2, 3, 1)
+        self.filled += n
+
+    @property
+    def committed_frames(self):
+        return self.start_frame + self.filled
+
+    def images(self) -> torch.Tensor:
+        if self.buffer is None:
+            return torch.zeros(0, 0, 0, 3)
+        return self.buffer[: self.filled]
 
 
 def _as_channels_first(waveform) -> np.ndarray:
@@ -305,3 +340,22 @@ def read_video(path: Union[str, Path]):
     arr = np.stack(frames) if frames else np.zeros((0, 0, 0, 3), np.uint8)
     return torch.from_numpy(arr), fps, audio_dur
 
+
+
+def read_tail(source, n: int):
+    """The last ``n`` frames of a video and its frame count, decoding with only ``n`` kept.
+
+    ``source``: a path or a file-like object PyAV opens. Returns (uint8 [k, H, W, 3], count) with
+    k = min(n, count). Every frame is decoded (a fragmented mp4 carries no reliable count), but
+    memory stays at ``n`` frames for any length.
+    """
+    from collections import deque
+
+    tail, count = deque(maxlen=max(1, int(n))), 0
+    src = str(source) if isinstance(source, Path) else source
+    with av.open(src) as c:
+        for frame in c.decode(c.streams.video[0]):
+            tail.append(frame.to_ndarray(format="rgb24"))
+            count += 1
+    arr = np.stack(list(tail)) if tail else np.zeros((0, 0, 0, 3), np.uint8)
+    return torch.from_numpy(arr), count

@@ -37,6 +37,11 @@ def set_attention(fn: Optional[AttentionFn]) -> Optional[AttentionFn]:
     return prev
 
 
+def installed_attention() -> Optional[AttentionFn]:
+    """The process-wide function (None: SDPA)."""
+    return _GLOBAL
+
+
 @contextlib.contextmanager
 def use_attention(fn: Optional[AttentionFn]) -> Iterator[None]:
     """``fn`` for the calls made inside the block (this thread/context only)."""

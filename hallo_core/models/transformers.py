@@ -309,7 +309,9 @@ class TemporalAttention(Attention):
         self.pos_encoder = PositionalEncoding(dim, max_len, device, dtype)
 
     def forward(self, x):
-        x = x + self.pos_encoder.pe[:, : x.shape[1]].to(x.dtype)
+        # the table is a buffer, which a partially loaded ModelPatcher leaves on the offload
+        # device (it moves only weights); following the input keeps low-VRAM loading working
+        x = x + self.pos_encoder.pe[:, : x.shape[1]].to(x.device, x.dtype)
         return super().forward(x)
 
 

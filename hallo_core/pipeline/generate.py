@@ -158,10 +158,7 @@ def generate(
 
     generator = torch.Generator(device="cpu")
     generator.manual_seed(int(settings.seed))
-    identity = settings.identity()
-    if motion is not None:
-        identity["motion"] = _motion_digest(motion)
-    input_hash = fingerprint(face, audio, identity, net, model_id)
+    input_hash = run_hash(net, face, audio, settings, model_id, motion)
     ckpt = Path(checkpoint) if checkpoint is not None else None
 
     start_clip, initial = 0, motion
@@ -228,6 +225,23 @@ def generate(
             _save_committed(ckpt, pending, sink.committed_frames)
     frames_written = plan[clips_done - 1][0] + plan[clips_done - 1][1] if clips_done else 0
     return GenerationResult(frames_written, clips_done, n_clips, interrupted, time.time() - t0)
+
+
+def run_hash(net, face: FaceData, audio: AudioFeatures, settings: Optional[GenerationSettings] = None,
+             model_id: str = "", motion: Optional[MotionFrames] = None) -> str:
+    """The identity of a run, as its resume checkpoint records it.
+
+    A host can name an output after it (ComfyUI's long-video node does), so that queueing the same
+    job again finds its partial file and checkpoint while a changed job gets a new name. The
+    settings are taken as ``generate`` takes them (a motion input's ``mask_rate`` replaces theirs).
+    """
+    settings = settings or GenerationSettings()
+    if motion is not None and motion.mask_rate is not None:
+        settings = replace(settings, mask_rate=max(float(motion.mask_rate), 0.0))
+    identity = settings.identity()
+    if motion is not None:
+        identity["motion"] = _motion_digest(motion)
+    return fingerprint(face, audio, identity, net, model_id)
 
 
 def _motion_digest(motion: MotionFrames) -> str:
