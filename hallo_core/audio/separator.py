@@ -92,6 +92,9 @@ class VocalSeparator:
                     "%s is not the official Kim_Vocal_2.onnx (hash %s); using Kim_Vocal_2's MDX parameters",
                     self.model_path, digest,
                 )
+        from ..io.checkpoints import trace_weight_load
+
+        trace_weight_load(self.model_path, "vocal separator")
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         if num_threads:
