@@ -68,6 +68,18 @@ def _missing_models(models, bundle: str) -> None:
                         f"or download them by hand from {repos} into {m.root}")
 
 
+def _check_soundtrack_rate(sample_rate: int) -> None:
+    """The mp4 carries the audio as given, in AAC, whose encoder takes only its own rates: a
+    25 kHz file would otherwise fail in the encoder once the first clip is done."""
+    import av
+
+    rates = sorted(av.codec.Codec("aac", "w").audio_rates or ())
+    if rates and int(sample_rate) not in rates:
+        raise UserError(f"the audio's sample rate, {sample_rate} Hz, cannot be carried by the mp4's AAC soundtrack",
+                        "--audio", f"resample it to one of {', '.join(str(r) for r in rates if r >= 8000)} Hz "
+                        "(e.g. 16000 or 48000)")
+
+
 def _first_clause(e: Exception) -> str:
     text = one_line(e)
     cut = [i for i in (text.find(": "), text.find("; ")) if i > 0]
@@ -116,6 +128,7 @@ def _checks(a):
     bundle = "hallo2" if a.hallo2 else "hallo"
     pf = preflight_generate(a.models, a.image, a.audio, a.out, opts, device=_device(a.device), hallo2=a.hallo2,
                             separator=not a.no_separator, resume=a.resume, check_models=False)
+    _check_soundtrack_rate(pf.audio.sample_rate)
     out = Path(os.path.expanduser(os.fspath(a.out)))
     ckpt = out.with_name(out.name + ".resume.pt")
     if not a.resume and ckpt.is_file() and out.is_file():
