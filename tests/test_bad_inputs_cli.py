@@ -435,9 +435,12 @@ def test_ctrl_c_keeps_a_playable_mp4_and_resume_finishes_it(job):
     assert {str(p): _digest(p) for p in (job["image"], job["audio"])} == watched
 
 
-def test_silent_audio_is_a_warning_then_sigterm_ends_at_the_step_in_flight(job):
-    """Silence is animated (a still face), with the warning; SIGTERM keeps the clip done, exit 143."""
+def test_silence_and_no_face_fallback_are_animated_then_sigterm_ends_the_run(job):
+    """Silence is animated (a still face) with the warning; --no-face fallback animates a picture
+    with no face the no-face row refuses; SIGTERM keeps the clip done, exit 143."""
     _needs_faces(job)
+    _picture("gradient")(job)
+    job["extra"] += ["--no-face", "fallback"]
     job["audio"] = job["dir"] / "inputs" / "silence.wav"
     sf.write(str(job["audio"]), np.zeros((12800, 2), np.float32), 16000, subtype="PCM_16")
     out = Path(job["out"])
@@ -445,6 +448,7 @@ def test_silent_audio_is_a_warning_then_sigterm_ends_at_the_step_in_flight(job):
     assert r.returncode == 143, r.stderr[-3000:]
     warnings = [x for x in r.stderr.splitlines() if x.startswith("warning: ")]
     assert any("digital silence" in w and "the face will not move" in w for w in warnings), warnings
+    assert "face: no face landmarks: the whole image is used as the face region" in r.stderr
     hint = r.stderr.strip().splitlines()[-1]
     assert hint.startswith(f"interrupted (SIGTERM): {out} holds the first 16 frames") and hint.endswith(" --resume")
     assert _probe(out)[0] == 16 and out.with_name(out.name + ".resume.pt").is_file()
