@@ -147,3 +147,23 @@ def test_generate_refuses_only_for_required_files(tmp_path, capsys):
     readme = (REPO / "README.md").read_text()
     assert "stable-diffusion-v1-5/unet/config.json         # optional" in readme
     assert "audio_separator/Kim_Vocal_2.onnx               # optional" in readme
+
+
+def test_debug_shows_the_traceback_and_internal_faults_keep_theirs(tmp_path, monkeypatch, capsys):
+    from hallo_core import cli
+    from hallo_core.errors import UserError
+
+    bad = ["generate", "--models", str(tmp_path), "--image", "x.png", "--audio", "x.wav", "--out", "o.mp4",
+           "--steps", "-1"]
+    assert cli.main(bad) == 2
+    assert capsys.readouterr().err.startswith("error: --steps is -1, outside the range it accepts (--steps)")
+    for argv in (["--debug"] + bad, bad + ["--debug"]):  # before or after the subcommand
+        with pytest.raises(UserError, match="--steps is -1"):
+            cli.main(argv)
+
+    def broken(a):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setitem(cli.COMMANDS, "doctor", broken)
+    with pytest.raises(RuntimeError, match="a bug"):  # not a user error: the traceback stays
+        cli.main(["doctor"])
