@@ -174,15 +174,20 @@ def download(models: Union[str, Path], which: Union[str, Iterable[str]] = "hallo
     ``which``. Only called on explicit request (CLI ``download``, ``generate --download``, the
     pack's download node).
     """
-    from huggingface_hub import snapshot_download
+    from .errors import download_guard
 
     root = Path(models).expanduser()
-    root.mkdir(parents=True, exist_ok=True)
+    plan = files_to_fetch(which) if files is None else list(files)
     by_repo: dict = {}
-    for repo, f in (files_to_fetch(which) if files is None else files):
+    for repo, f in plan:
         by_repo.setdefault(repo, []).append(f)
-    for repo, files in by_repo.items():
-        snapshot_download(repo_id=repo, allow_patterns=files, local_dir=str(root))
+    # a failure is one line naming what to place by hand, and leaves no empty folder behind
+    with download_guard(root, plan):
+        from huggingface_hub import snapshot_download
+
+        root.mkdir(parents=True, exist_ok=True)
+        for repo, files in by_repo.items():
+            snapshot_download(repo_id=repo, allow_patterns=files, local_dir=str(root))
     # allow_patterns only filters the repo's listing: a file the repo lacks is skipped silently.
     absent = [f"{f} (https://huggingface.co/{repo})" for repo, files in by_repo.items() for f in files
               if not (root / f).is_file()]

@@ -259,3 +259,34 @@ def test_long_audio_defaults_to_float16_features(enc, monkeypatch):
     assert torch.equal(auto.features, full.features.half())
     short = embed_audio((_noise(20 * 640), 16000), enc, cache=None)
     assert short.features.dtype == torch.float32
+
+
+class _RecordingSeparator:
+    """Stands in for the MDX separator: records what it is given, returns it as 44.1 kHz stereo."""
+
+    fingerprint = "recording"
+
+    def __init__(self):
+        self.inputs = []
+
+    def separate(self, wave, sr):
+        from hallo_core.audio.loading import resample
+
+        self.inputs.append(np.array(wave))
+        w = np.asarray(wave, np.float32)
+        w = np.repeat(w, 2, axis=0) if w.shape[0] == 1 else w
+        return resample(w, sr, 44100)
+
+
+def test_channels_that_cancel_reach_the_separator_as_the_loudest_one(enc):
+    t = np.arange(16000, dtype=np.float32) / 16000
+    voice = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    sep = _RecordingSeparator()
+    f = embed_audio((np.stack([voice, -voice * 0.9]), 16000), enc, separator=sep, cache=None)
+    assert sep.inputs[0].shape == (1, 16000) and np.array_equal(sep.inputs[0][0], voice)
+    # had the pair reached it, its stems would average to a tenth of the voice
+    silent = embed_audio((np.zeros(16000, np.float32), 16000), enc, cache=None)
+    assert not torch.allclose(f.features, silent.features)
+    ordinary = np.stack([voice, voice * 0.5])
+    embed_audio((ordinary, 16000), enc, separator=sep, cache=None)
+    assert np.array_equal(sep.inputs[1], ordinary)  # upstream's input, unchanged

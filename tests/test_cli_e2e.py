@@ -108,24 +108,34 @@ def test_generate_writes_mp4_with_audio_and_progress(inputs):
     # tqdm's bar over clips x steps goes to stderr and reaches the end
     assert "clips x steps" in r.stderr and "4/4" in r.stderr and "clip 2/2" in r.stderr
     assert f"({expected} frames" in r.stdout
+    assert not out.with_name(out.name + ".resume.pt").exists()  # a finished run leaves no checkpoint
 
 
-def test_resume_of_a_finished_run_is_a_no_op_and_other_settings_are_refused(inputs):
-    """A real kill-and-resume needs 3 clips before a checkpoint is on disk (a clip's state is saved
-    once the next clip's keyframe has flushed its fragment): too slow here; the sink-level kill and
-    resume is covered by test_pipeline_video. This checks the checkpoint across processes."""
-    out = inputs["root"] / "hallo.mp4"
-    ckpt = out.with_name(out.name + ".resume.pt")
-    if not out.is_file():
+def test_interrupted_run_refuses_other_settings_then_resumes_to_the_same_video(inputs):
+    """Ctrl-C once the first clip is written: exit 130, the clip kept with its checkpoint; a
+    --resume with another seed is refused without touching it; --resume finishes the video to
+    the frames of the uninterrupted run and removes the checkpoint."""
+    from tests.support.cli_signals import interrupt_after_first_clip
+
+    full = inputs["root"] / "hallo.mp4"
+    if not full.is_file():
         pytest.skip("needs the generate test's output")
-    assert ckpt.is_file()
+    out = inputs["root"] / "hallo_interrupted.mp4"
+    ckpt = out.with_name(out.name + ".resume.pt")
+    rc, err, _ = interrupt_after_first_clip([sys.executable, "-m", "hallo_core", *_generate_args(inputs, out)],
+                                            steps=2, env=_env(), cwd=REPO)
+    assert rc == 130, err[-3000:]
+    assert "Traceback" not in err and "--resume" in err.strip().splitlines()[-1]
+    assert ckpt.is_file() and _probe(out)[0].shape[0] == 16
     before = out.read_bytes()
+    r = _cli(*_generate_args(inputs, out, "--resume", "--seed", "7"))
+    assert r.returncode == 2 and "resume checkpoint" in r.stderr
+    assert out.read_bytes() == before and ckpt.is_file()
     r = _cli(*_generate_args(inputs, out, "--resume"))
     assert r.returncode == 0, r.stderr[-3000:]
-    assert out.read_bytes() == before  # same inputs hash in a new process: nothing regenerated
-    r = _cli(*_generate_args(inputs, out, "--resume", "--seed", "7"))
-    assert r.returncode != 0 and "resume checkpoint" in r.stderr
-    assert out.read_bytes() == before
+    assert f"resuming {out} at clip 2 of 2" in r.stderr
+    assert not ckpt.exists()
+    assert np.array_equal(_probe(out)[0], _probe(full)[0])
 
 
 def test_hallo2_killed_mid_run_resumes_to_the_same_video(inputs):

@@ -104,31 +104,66 @@ def test_upscale_options_reach_the_engine_entry_point(monkeypatch, tmp_path):
 def test_offline_download_is_one_error_line(monkeypatch, tmp_path, capsys):
     from hallo_core import cli, models_dir
 
-    def offline(models, which):
+    def offline(models, which=None, files=None):
         raise ConnectionError("Name or service not known")
 
     monkeypatch.setattr(models_dir, "download", offline)
     assert cli.main(["download", "--models", str(tmp_path), "--which", "vae"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: the download from Hugging Face failed (ConnectionError")
-    assert f"hallo doctor --models {tmp_path}" in err[0]
+    assert len(err) == 1 and err[0].startswith("error: download failed: no connection to huggingface.co")
+    # the repo and its files, where they go, and how to place them by hand
+    assert ("https://huggingface.co/fudan-generative-ai/hallo: sd-vae-ft-mse/config.json, "
+            "sd-vae-ft-mse/diffusion_pytorch_model.safetensors") in err[0]
+    assert f"place each at {tmp_path}/<its path in the repo>" in err[0]
     # an unknown name is the user's mistake too, named with the valid ones (before any network use)
     monkeypatch.undo()
     assert cli.main(["download", "--models", str(tmp_path), "--which", "vea"]) == 2
     assert "unknown component 'vea'" in capsys.readouterr().err
 
 
+def _image_and_audio(folder: Path):
+    """A decodable picture and a second of sound: the checks before the models pass on them."""
+    import numpy as np
+    import soundfile as sf
+    from PIL import Image
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(folder / "x.png")
+    sf.write(str(folder / "x.wav"), 0.3 * np.sin(np.arange(16000) / 5.0), 16000)
+    return folder / "x.png", folder / "x.wav"
+
+
 def test_generate_refuses_only_for_required_files(tmp_path, capsys):
     """README and CLI agree: the SD1.5 UNet config and the vocal separator are optional."""
     from hallo_core import cli
 
-    assert cli.main(["generate", "--models", str(tmp_path), "--image", "x.png", "--audio", "x.wav",
-                     "--out", str(tmp_path / "o.mp4")]) == 2
+    image, audio = _image_and_audio(tmp_path)
+    assert cli.main(["generate", "--models", str(tmp_path), "--image", str(image), "--audio", str(audio),
+                     "--out", str(tmp_path / "o.mp4"), "--device", "cpu"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: missing hallo:")
+    assert err.startswith("error: missing hallo (hallo/net.pth)") and err.count("\n") == 1  # all in one line
     for required in ("vae", "wav2vec", "face_analysis"):
-        assert f"missing {required}:" in err
+        assert f"{required} (" in err
     assert "unet_config" not in err and "audio_separator" not in err
     readme = (REPO / "README.md").read_text()
     assert "stable-diffusion-v1-5/unet/config.json         # optional" in readme
     assert "audio_separator/Kim_Vocal_2.onnx               # optional" in readme
+
+
+def test_debug_shows_the_traceback_and_internal_faults_keep_theirs(tmp_path, monkeypatch, capsys):
+    from hallo_core import cli
+    from hallo_core.errors import UserError
+
+    bad = ["generate", "--models", str(tmp_path), "--image", "x.png", "--audio", "x.wav", "--out", "o.mp4",
+           "--steps", "-1"]
+    assert cli.main(bad) == 2
+    assert capsys.readouterr().err.startswith("error: --steps is -1, outside the range it accepts (--steps)")
+    for argv in (["--debug"] + bad, bad + ["--debug"]):  # before or after the subcommand
+        with pytest.raises(UserError, match="--steps is -1"):
+            cli.main(argv)
+
+    def broken(a):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setitem(cli.COMMANDS, "doctor", broken)
+    with pytest.raises(RuntimeError, match="a bug"):  # not a user error: the traceback stays
+        cli.main(["doctor"])

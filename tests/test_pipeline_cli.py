@@ -25,8 +25,11 @@ def test_missing_components_name_path_and_repo(tmp_path):
 
 
 def test_generate_reports_missing_models(tmp_path, capsys):
-    rc = main(["generate", "--models", str(tmp_path), "--image", "a.png", "--audio", "a.wav",
-               "--out", str(tmp_path / "o.mp4")])
+    from tests.test_cli_help import _image_and_audio
+
+    image, audio = _image_and_audio(tmp_path)
+    rc = main(["generate", "--models", str(tmp_path), "--image", str(image), "--audio", str(audio),
+               "--out", str(tmp_path / "o.mp4"), "--device", "cpu"])
     assert rc == 2
     err = capsys.readouterr().err
     assert "hallo/net.pth" in err and "wav2vec2-base-960h" in err

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from ..types import AudioFeatures
-from .loading import TARGET_RATE, AudioFileSegments, AudioSource, file_digest, load_audio, resample, to_mono
+from .loading import (TARGET_RATE, AudioFileSegments, AudioSource, file_digest, load_audio, mix_for_speech, resample,
+                      to_mono)
 from .separator import VocalSeparator, vocals_to_16k_mono
 from .wav2vec import HalloWav2Vec
 
@@ -217,7 +218,8 @@ def embed_audio(
         if part is None:
             break
         if separator is not None:
-            vocals = separator.separate(part, sr)
+            # the separator averages its stems: channels that cancel must not reach it as a pair
+            vocals = separator.separate(mix_for_speech(part), sr)
             mono16.append(vocals_to_16k_mono(vocals, separator_resampler))
             step_done()
         else:

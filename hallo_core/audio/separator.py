@@ -93,6 +93,9 @@ class VocalSeparator:
                     "%s is not the official %s (hash %s); using its MDX parameters",
                     self.model_path, os.path.basename(rel_path("audio_separator")), digest,
                 )
+        from ..io.checkpoints import trace_weight_load
+
+        trace_weight_load(self.model_path, "vocal separator")
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         if num_threads:

@@ -104,6 +104,9 @@ def _read_state_dict(folder: Path) -> tuple:
     for name in ("model.safetensors", "pytorch_model.bin"):
         path = folder / name
         if path.is_file():
+            from ..io.checkpoints import trace_weight_load
+
+            trace_weight_load(path, "wav2vec2 weights")
             if name.endswith(".safetensors"):
                 from safetensors.torch import load_file
 

@@ -84,6 +84,9 @@ class FaceLandmarks:
         if backend == "tasks" or (backend == "auto" and has_task):
             if not has_task:
                 raise LandmarkerUnavailableError(f"{TASK_FILENAME} not found at {task_path!r}: {DOWNLOAD_HINT}")
+            from ..io.checkpoints import trace_weight_load
+
+            trace_weight_load(task_path, "face model")
             with open(task_path, "rb") as fh:
                 model = fh.read()
             self.backend = "tasks"

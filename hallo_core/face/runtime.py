@@ -59,6 +59,9 @@ def get_session(path: str, providers: Optional[Sequence[str]] = None):
     with _LOCK:
         sess = _SESSIONS.get(key)
         if sess is None:
+            from ..io.checkpoints import trace_weight_load
+
+            trace_weight_load(path, "face model")  # the face check itself reads these
             opts = ort.SessionOptions()
             opts.log_severity_level = 3
             sess = ort.InferenceSession(path, sess_options=opts, providers=list(provs))

@@ -37,6 +37,9 @@ def read_weight_file(path: str | os.PathLike) -> Any:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise UpscalerWeightsError(f"{path}: file not found")
+    from .checkpoints import trace_weight_load
+
+    trace_weight_load(path, "upscaler weights")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle / zip errors come in many types

@@ -34,6 +34,9 @@ def load_vae(folder: Union[str, Path], device="cpu", dtype=torch.float32):
         raise FileNotFoundError(
             f"VAE weights not found in {folder}: expected diffusion_pytorch_model.safetensors or .bin"
         )
+    from .checkpoints import trace_weight_load
+
+    trace_weight_load(folder / weights[0], "VAE weights")
     vae = AutoencoderKL.from_pretrained(
         str(folder), use_safetensors=weights[0].endswith(".safetensors"), torch_dtype=dtype
     )

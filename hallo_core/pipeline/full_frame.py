@@ -56,6 +56,9 @@ class FramedInput:
     def summary(self) -> str:
         fr = self.framing
         n = len(fr.faces)
+        if n == 0:
+            return (f"no face found ({fr.detector}): the whole {fr.source_size[0]}x{fr.source_size[1]} image is "
+                    "animated with no face (--no-face fallback: zero identity, the whole image as the face region)")
         head = f"{n} face{'s' if n != 1 else ''} found ({fr.detector}), animating face {fr.index} (0 = leftmost)"
         if self.mode == "whole":
             return f"{head}; whole {fr.source_size[0]}x{fr.source_size[1]} image"
@@ -82,23 +85,35 @@ class FramedInput:
 def frame_input(image, face_models: Optional[Union[str, os.PathLike]], size: int = 512,
                 face_index: Optional[int] = None, frame: str = "auto", margin: float = DEFAULT_MARGIN,
                 max_side: int = DEFAULT_MAX_SIDE, detector: str = "auto",
-                feather: float = DEFAULT_FEATHER, **prepare_kw) -> FramedInput:
+                feather: float = DEFAULT_FEATHER, no_face: str = "error", **prepare_kw) -> FramedInput:
     """Check ``image`` (a path or pixels), choose the face and prepare what the model animates.
 
     ``frame``: "auto" (whole picture when it is a square the face fills, else crop and paste
     back), "square" (the crop is the video) or "stretch" (upstream's squash). ``detector``:
     "auto" (SCRFD when ``face_models`` holds it, else mediapipe), "scrfd" or "mediapipe".
+    ``no_face``: "error" raises NoFaceError; "fallback" animates a picture without a usable face
+    as upstream does (zero identity embedding; no landmarks: the whole image is the face region),
+    the whole picture when no face is found at all.
     Raises :class:`hallo_core.face.BadImageError` subclasses with a message for the user.
     """
     from ..face import frame_face, load_image, prepare_framed_face
+    from ..face.errors import NoFaceError
     from ..face.preprocess import FaceModelPaths
 
     if frame not in FRAME_MODES:
         raise ValueError(f"frame must be one of {FRAME_MODES}, not {frame!r}")
+    if no_face not in ("error", "fallback"):
+        raise ValueError(f"no_face must be 'error' or 'fallback', not {no_face!r}")
     if isinstance(image, (str, os.PathLike)):
         image = load_image(image)
     det_path = FaceModelPaths.from_dir(face_models).detector if face_models is not None else None
-    framing = frame_face(image, detector_path=det_path, face_index=face_index, margin=margin, backend=detector)
+    try:
+        framing = frame_face(image, detector_path=det_path, face_index=face_index, margin=margin, backend=detector)
+    except NoFaceError:
+        if no_face != "fallback" or face_index is not None:  # a chosen face that is not there stays an error
+            raise
+        return _faceless(image, face_models, size, detector, prepare_kw)
+    prepare_kw["no_face"] = no_face
     engine_frame = {"auto": "auto", "square": "crop", "stretch": "stretch"}[frame]
     if frame == "stretch" and face_index is not None:
         # the whole picture's landmarks would otherwise follow the largest face, not the chosen one
@@ -110,6 +125,15 @@ def frame_input(image, face_models: Optional[Union[str, os.PathLike]], size: int
         return FramedInput(framing, face, "square", None)
     paster = FramePaster(framing.rgb, framing.crop, max_side=max_side, feather=feather)
     return FramedInput(framing, face, "paste", paster)
+
+
+def _faceless(image, face_models, size: int, detector: str, prepare_kw: dict) -> FramedInput:
+    """No face anywhere: the whole picture, as upstream's fallback does (there is nothing to crop around)."""
+    from ..face import FaceFraming, check_image, prepare_face
+
+    rgb = check_image(image)
+    face = prepare_face(rgb, face_models, size=size, no_face="fallback", **prepare_kw)
+    return FramedInput(FaceFraming(rgb, [], -1, None, False, detector), face, "whole", None)
 
 
 def sidecar_path(video: Union[str, os.PathLike]) -> Path:

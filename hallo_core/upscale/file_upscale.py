@@ -120,5 +120,7 @@ def run_upscale(args: argparse.Namespace) -> int:
                            progress=progress, paster=paster, face_upsample=args.face_upsample, face_mode=args.face,
                            missing_face=args.missing_face, landmark_smoothing=args.smooth_landmarks,
                            fp16=args.fp16)
-    sys.stderr.write(f"\nwrote {report.frames} frames to {args.output} ({report.faceless} without a face)\n")
+    # the CLI writes to a temporary name and renames it once complete: name the file the user gave
+    shown = getattr(args, "final_output", None) or args.output
+    sys.stderr.write(f"\nwrote {report.frames} frames to {shown} ({report.faceless} without a face)\n")
     return 0

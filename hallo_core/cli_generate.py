@@ -1,0 +1,257 @@
+"""``hallo generate``: every check first, then the weights, then the clip loop under the interrupt guard.
+
+Order: the option ranges, the device, the output path, the image, the audio, the model files
+(their key lists only), then the face (running the detector and the landmarker is that check),
+and only then the weights of wav2vec2, the network and the VAE. A signal while those load
+stops at once (nothing is on disk yet). Once frames stream into ``--out`` the first signal
+ends the run at the step in flight: the finished clips stay in a playable mp4 next to their
+resume checkpoint, and one line names the ``--resume`` command.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from .checks import Option, check_options
+from .errors import UserError, one_line
+from .interrupts import interrupt_hint, print_hint
+
+GENERATE_OPTIONS = ("steps", "cfg", "seed", "pose_weight", "face_weight", "lip_weight", "size", "mask_rate",
+                    "cfg_steps")
+# options of the CLI's framing only (the nodes frame through their own inputs)
+FRAMING_OPTIONS = {
+    "margin": Option(float, 0.0, 4.0, 0.75, hint="per side, times the face's size"),
+    "max_side": Option(int, 64, 16384, 1920),
+    "face": Option(int, 0, 99, None, optional=True, hint="faces are counted left to right from 0"),
+}
+# what generate writes next to --out besides the video
+SIDE_FILES = (".resume.pt", ".resume.pt.tmp", ".framing.json", ".partial")
+FPS = 25
+
+
+def _side_file_clash(a) -> None:
+    out = os.path.expanduser(os.fspath(a.out))
+    for option, value in (("--image", a.image), ("--audio", a.audio)):
+        if value is None:
+            continue
+        given = Path(os.path.expanduser(os.fspath(value))).resolve()
+        for suffix in SIDE_FILES:
+            if given == Path(out + suffix).resolve():
+                raise UserError(f"{value} is a file generate writes next to --out ({Path(out).name}{suffix})",
+                                option, "give the original input file, or choose another --out")
+
+
+def _missing_models(models, bundle: str) -> None:
+    """Every absent required component in one line (check_model_files stops at the first)."""
+    from . import models_dir as md
+    from .cli import OPTIONAL_COMPONENTS
+
+    try:
+        m = md.resolve(models)
+    except md.ModelFileMissing:
+        return  # check_model_files names the folder
+    missing = []
+    for c in md.BUNDLES[bundle]:
+        if c in OPTIONAL_COMPONENTS:
+            continue
+        try:
+            m.net(c == "hallo2") if c in ("hallo", "hallo2") else m.require(c)
+        except md.ModelFileMissing:
+            missing.append(c)
+    if len(missing) > 1:
+        repos = " and ".join(md.repo_url(r) for r in sorted({md.COMPONENTS[c][1] for c in missing}))
+        raise UserError("missing " + ", ".join(f"{c} ({md.rel_path(c)})" for c in missing), f"--models {m.root}",
+                        f"run `python -m hallo_core download --models {m.root} --which {bundle}` or add --download, "
+                        f"or download them by hand from {repos} into {m.root}")
+
+
+def _check_soundtrack_rate(sample_rate: int) -> None:
+    """The mp4 carries the audio as given, in AAC, whose encoder takes only its own rates: a
+    25 kHz file would otherwise fail in the encoder once the first clip is done."""
+    import av
+
+    rates = sorted(av.codec.Codec("aac", "w").audio_rates or ())
+    if rates and int(sample_rate) not in rates:
+        raise UserError(f"the audio's sample rate, {sample_rate} Hz, cannot be carried by the mp4's AAC soundtrack",
+                        "--audio", f"resample it to one of {', '.join(str(r) for r in rates if r >= 8000)} Hz "
+                        "(e.g. 16000 or 48000)")
+
+
+def _first_clause(e: Exception) -> str:
+    text = one_line(e)
+    cut = [i for i in (text.find(": "), text.find("; ")) if i > 0]
+    return text[: min(cut)] if cut else text
+
+
+def _frame(a, models, size: int):
+    """Find and prepare the face; a picture that cannot be animated is a user error for --image."""
+    try:
+        from .face.errors import BadImageError, FaceIndexError, NoFaceError
+        from .face.landmarks import LandmarkerUnavailableError
+        from .pipeline.full_frame import frame_input
+    except ImportError as e:
+        raise UserError(f"the face front end cannot be imported ({one_line(e, 160)})", "install",
+                        "pip install -r requirements.txt") from e
+    try:
+        return frame_input(a.image, models.require("face_analysis").parent, size=size, face_index=a.face,
+                           frame=a.frame, margin=a.margin, max_side=a.max_side, detector=a.detector,
+                           no_face=a.no_face)
+    except NoFaceError as e:
+        if a.face is not None:
+            raise UserError(_first_clause(e), "--face", "leave --face out, or use a photo with that face") from e
+        raise UserError(_first_clause(e), "--image",
+                        "use a photo with a clearly visible, roughly frontal face, or add --no-face fallback to "
+                        "animate it anyway (upstream's fallback: no identity, the whole picture as the face)") from e
+    except FaceIndexError as e:
+        raise UserError(one_line(e), "--face") from e
+    except BadImageError as e:
+        raise UserError(one_line(e), "--image") from e
+    except LandmarkerUnavailableError as e:
+        raise UserError(one_line(e), "--models") from e
+
+
+def _checks(a):
+    """Everything that can fail before the weights are read; returns (preflight, resolved models)."""
+    from . import models_dir as md
+    from .checks import check_model_files
+    from .cli import _device, _fetch, _print_findings
+    from .preflight import preflight_generate
+
+    # the ranges first: a typo is reported before torch is even imported
+    for k, v in check_options({k: getattr(a, k) for k in FRAMING_OPTIONS}, "cli", FRAMING_OPTIONS).items():
+        setattr(a, k, v)
+    opts = check_options({k: getattr(a, k) for k in GENERATE_OPTIONS}, "cli")
+    _side_file_clash(a)
+    bundle = "hallo2" if a.hallo2 else "hallo"
+    pf = preflight_generate(a.models, a.image, a.audio, a.out, opts, device=_device(a.device), hallo2=a.hallo2,
+                            separator=not a.no_separator, resume=a.resume, check_models=False)
+    _check_soundtrack_rate(pf.audio.sample_rate)
+    out = Path(os.path.expanduser(os.fspath(a.out)))
+    ckpt = out.with_name(out.name + ".resume.pt")
+    if not a.resume and ckpt.is_file() and out.is_file():
+        raise UserError(f"{out} holds an interrupted run (its checkpoint {ckpt.name} is next to it)", "--out",
+                        f"add --resume to continue it, or delete {ckpt.name} (or choose another --out) to start over")
+    if a.download:
+        _fetch(a.models, bundle)
+    _missing_models(a.models, bundle)
+    pf.notes += check_model_files(a.models, bundle, separator=not a.no_separator)
+    _print_findings(pf)
+    models = md.resolve(a.models)
+    framed = _frame(a, models, pf.options["size"])
+    print("face:", framed.summary(), file=sys.stderr)
+    for note in framed.face.notes:
+        print("face:", note, file=sys.stderr)
+    return pf, models, framed
+
+
+def run_generate(a) -> int:
+    pf, models, framed = _checks(a)
+    opts = pf.options
+    a.interrupt_note = f"nothing was written yet; run again with: {a.prog} {shlex.join(a.argv)}"
+
+    import torch
+    from tqdm import tqdm
+
+    from .audio import HalloWav2Vec, embed_audio, load_separator
+    from .audio.loading import open_waveform
+    from .cli import _dtype
+    from .io.checkpoints import load_hallo_weights
+    from .io.vae import VaeCodec, load_vae
+    from .io.video import Mp4Sink
+    from .models import build_hallo_net
+    from .pipeline.full_frame import write_sidecar
+    from .pipeline.generate import GenerationSettings, checkpoint_path_for, generate
+    from .pipeline.resume import discard_state, load_state
+
+    device = pf.device
+    dtype = _dtype(a.dtype) if a.dtype else (torch.float16 if device.type == "cuda" else torch.float32)
+    encoder = HalloWav2Vec.from_pretrained(models.require("wav2vec"), device=device)
+    separator = None if a.no_separator else load_separator(models.path("audio_separator"))
+    audio = embed_audio(a.audio, encoder, separator=separator, segment_seconds=60.0 if a.hallo2 else None,
+                        feature_dtype=None if a.audio_features == "auto" else getattr(torch, a.audio_features))
+    del encoder, separator  # free the front-end models before diffusion
+    wave, sr = open_waveform(a.audio)  # the audio as given, for the mp4, read as the video is written
+
+    net = build_hallo_net(models.unet_config(), device="meta")
+    load_hallo_weights(net, models.net(a.hallo2))
+    net.denoising_unet.drop_unused_motion_modules()
+    net = net.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    vae = VaeCodec(load_vae(models.vae(), device=device, dtype=dtype))
+
+    settings = GenerationSettings(
+        steps=opts["steps"], cfg=opts["cfg"], seed=opts["seed"], pose_weight=opts["pose_weight"],
+        face_weight=opts["face_weight"], lip_weight=opts["lip_weight"], scheduler=a.scheduler,
+        cfg_steps=opts["cfg_steps"], mask_rate=opts["mask_rate"] if a.hallo2 else 0.0)
+    n_clips = -(-audio.num_frames // settings.clip_frames)
+    out = Path(os.path.expanduser(os.fspath(a.out)))
+    ckpt = checkpoint_path_for(out)
+    resume = a.resume and ckpt.is_file() and out.is_file()
+    if resume:
+        state = load_state(ckpt)
+        print(f"resuming {out} at clip {state.next_clip + 1} of {n_clips} ({state.frames_done} frames kept)",
+              file=sys.stderr)
+    else:
+        if a.resume:
+            print(f"--resume: no checkpoint {ckpt} to continue; starting from the beginning", file=sys.stderr)
+        discard_state(ckpt)  # a checkpoint without its video cannot be continued
+    bar = tqdm(total=n_clips * settings.steps, unit="step", desc="clips x steps")
+
+    def progress(clip, n, step, n_steps, frames):
+        bar.n = clip * n_steps + step
+        bar.set_postfix_str(f"clip {clip + 1}/{n}")
+        bar.refresh()
+
+    sink = framed.sink(Mp4Sink(out, wave, sr))
+    before = _stat(out)
+    guard = a.guard
+    try:
+        with guard.soft():  # from here a signal ends the run at the step in flight
+            result = generate(net, vae, framed.face, audio, settings, sink=sink, checkpoint=ckpt, resume=resume,
+                              callback=progress, should_stop=guard.should_stop,
+                              model_id=str(models.net(a.hallo2).name) + framed.resume_tag)
+    except KeyboardInterrupt:  # a second signal: generate closed the sink and saved what is on disk
+        bar.close()
+        kept = load_state(ckpt).frames_done if ckpt.is_file() else 0
+        return _interrupted(a, out, framed, kept, resume, before)
+    except ValueError as e:
+        bar.close()
+        if "resume checkpoint" not in str(e):
+            raise
+        raise UserError(f"the resume checkpoint {ckpt} was written for other inputs or settings", "--resume",
+                        f"give the inputs and settings of the interrupted run, or delete {ckpt.name} to start "
+                        "over") from e
+    bar.close()
+    if result.interrupted:
+        return _interrupted(a, out, framed, result.frames_written, resume, before)
+    write_sidecar(out, framed, Path(a.image).resolve())
+    discard_state(ckpt)  # the video is complete: nothing left to resume
+    print(f"wrote {out} ({result.frames_written} frames, {result.seconds:.1f} s)")
+    return 0
+
+
+def _stat(p: Path):
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _interrupted(a, out: Path, framed, frames: int, resumed: bool, before) -> int:
+    from .pipeline.full_frame import sidecar_path, write_sidecar
+
+    if frames > 0:
+        write_sidecar(out, framed, Path(a.image).resolve())  # upscale --paste-into reads it
+    elif not resumed and _stat(out) not in (None, before):
+        # the file this run started holds no frame: nothing plays, nothing to keep (a file the
+        # run never opened, stopped before the first step, is left as it was)
+        for p in (out, sidecar_path(out)):
+            try:
+                p.unlink()
+            except FileNotFoundError:
+                pass
+    print_hint(interrupt_hint(out, frames, FPS, a.argv, a.guard.signal_name))
+    return a.guard.exit_code
