@@ -137,7 +137,7 @@ class HalloWav2Vec(nn.Module):
         if getattr(config, "do_stable_layer_norm", False):
             raise ValueError("only post-LN wav2vec2 (do_stable_layer_norm=False, as in wav2vec2-base) is supported")
         if getattr(config, "add_adapter", False):
-            raise ValueError("wav2vec2 configs with an adapter are not supported (Hallo uses wav2vec2-base-960h)")
+            raise ValueError(f"wav2vec2 configs with an adapter are not supported (Hallo uses {rel_path('wav2vec')})")
         if getattr(config, "_attn_implementation", None) in (None, "eager"):
             # The modules are built outside PreTrainedModel, so pick the attention kernel here.
             config._attn_implementation = "sdpa"
@@ -272,7 +272,7 @@ class HalloWav2Vec(nn.Module):
             do_normalize = bool(pre_cfg.get("do_normalize", True))
             sampling_rate = int(pre_cfg.get("sampling_rate", 16000))
         else:
-            log.warning("%s has no preprocessor_config.json; assuming do_normalize=True (wav2vec2-base-960h)", folder)
+            log.warning("%s has no preprocessor_config.json; assuming do_normalize=True (as %s)", folder, rel_path("wav2vec"))
         if sampling_rate != 16000:
             raise ValueError(f"wav2vec2 preprocessor expects {sampling_rate} Hz; Hallo's features need a 16 kHz model")
 

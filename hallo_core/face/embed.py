@@ -104,7 +104,7 @@ def _normalisation_cached(model_path: str, _mtime: float) -> Tuple[float, float]
     try:
         import onnx  # noqa: PLC0415
     except ImportError:
-        logger.info("onnx not installed: assuming ArcFace input mean/std 127.5 (right for glintr100)")
+        logger.info(f"onnx not installed: assuming ArcFace input mean/std 127.5 (right for {RECOGNIZER_FILENAME})")
         return 127.5, 127.5
     graph = onnx.load(str(model_path), load_external_data=False).graph
     names = [node.name for node in graph.node[:8]]
