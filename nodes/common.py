@@ -280,3 +280,10 @@ def prefix_problem(prefix: str) -> Optional[str]:
     if ".." in str(prefix).replace("\\", "/").split("/") or os.path.isabs(str(prefix)):
         return f"filename_prefix {prefix!r} leaves the output folder (no '..', not absolute)"
     return None
+
+
+def file_output_inputs(prefix: str, image_tip: str, file_tip: str, prefix_tip: str) -> list:
+    """The ``output_mode`` (image | file) and ``filename_prefix`` widgets of the nodes that can stream an mp4."""
+    return [io.Combo.Input("output_mode", options=["image", "file"], default="image",
+                           tooltip=f"image: {image_tip} file: {file_tip}"),
+            io.String.Input("filename_prefix", default=prefix, tooltip=prefix_tip)]

@@ -36,12 +36,11 @@ class HalloLongVideo(io.ComfyNode):
                 io.Float.Input("mask_rate", default=0.25, min=0.0, max=0.95, step=0.05,
                                tooltip="Share of motion-frame pixels dropped outside the face box (Hallo2 "
                                        "0.25). 0 = plain Hallo chaining."),
-                io.Combo.Input("output_mode", options=["image", "file"], default="image",
-                               tooltip="image: return all frames as IMAGE (short videos). file: stream an mp4 "
-                                       "to the output folder and return it as VIDEO (any length)."),
-                io.String.Input("filename_prefix", default="hallo2/long",
-                                tooltip="Output file name prefix (file mode), relative to the output folder. "
-                                        "The file is <prefix>_<hash of the inputs and settings>.mp4."),
+            ] + C.file_output_inputs(
+                "hallo2/long", "return all frames as IMAGE (short videos).",
+                "stream an mp4 to the output folder and return it as VIDEO (any length).",
+                "Output file name prefix (file mode), relative to the output folder. "
+                "The file is <prefix>_<hash of the inputs and settings>.mp4.") + [
                 io.Boolean.Input("resume", default=True,
                                  tooltip="File mode: on = queueing the same prompt again after a Cancel or a "
                                          "crash continues its file from the last finished clip (same frames as "

@@ -117,11 +117,10 @@ class HalloPasteBack(io.ComfyNode):
                 io.Float.Input("feather", default=0.08, min=0.0, max=0.5, step=0.01,
                                tooltip="Width of the blend at the crop's edge, as a share of its side; edges on "
                                        "the photo's border are not blended."),
-                io.Combo.Input("output_mode", options=["image", "file"], default="image",
-                               tooltip="image: full-frame IMAGE out (short videos). file: stream an mp4 to the "
-                                       "output folder and return it as VIDEO (any length)."),
-                io.String.Input("filename_prefix", default="hallo/full_frame",
-                                tooltip="Output file prefix in file mode, relative to the output folder."),
+            ] + C.file_output_inputs(
+                "hallo/full_frame", "full-frame IMAGE out (short videos).",
+                "stream an mp4 to the output folder and return it as VIDEO (any length).",
+                "Output file prefix in file mode, relative to the output folder.") + [
                 io.Float.Input("fps", default=25.0, min=1.0, max=240.0, step=1.0, optional=True,
                                tooltip="Frame rate of IMAGE frames (a VIDEO brings its own)."),
                 io.Audio.Input("audio", optional=True,

@@ -110,12 +110,10 @@ class HalloTemporalUpscale(io.ComfyNode):
                 io.Float.Input("landmark_smoothing", default=0.0, min=0.0, max=0.95, step=0.05,
                                tooltip="Temporal smoothing of face landmarks against jitter; 0 = off "
                                        "(upstream)."),
-                io.Combo.Input("output_mode", options=["image", "file"], default="image",
-                               tooltip="image: IMAGE frames out. file: stream an mp4 (audio copied from a VIDEO "
-                                       "input) and return it as VIDEO; for long videos."),
-                io.String.Input("filename_prefix", default="hallo2/upscaled",
-                                tooltip="Output file prefix in file mode."),
-            ],
+            ] + C.file_output_inputs(
+                "hallo2/upscaled", "IMAGE frames out.",
+                "stream an mp4 (audio copied from a VIDEO input) and return it as VIDEO; for long videos.",
+                "Output file prefix in file mode."),
             outputs=[
                 io.Image.Output(display_name="frames", tooltip="Upscaled IMAGE frames (file mode: last frame only)."),
                 io.Video.Output(display_name="video", tooltip="The upscaled video (file or frames + audio)."),

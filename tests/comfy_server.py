@@ -285,3 +285,19 @@ def launch(root: Path, fixtures_dir: Path, with_models: bool = True, models: Pat
             proc.kill()
 
 
+
+
+@contextlib.contextmanager
+def face_server(root: Path):
+    """A server with tiny models (no upscaler files) and real landmarks; skips the caller without them.
+    Yields (server, fixtures folder)."""
+    import pytest
+
+    fixtures_dir = shared_fixtures()
+    models = build_models(root / "models", upscaler=False)
+    reason = prepare_landmarks(models)
+    if reason:
+        pytest.skip(reason)
+    with launch(root / "comfy", fixtures_dir, models=models) as srv:
+        srv.models = models
+        yield srv, fixtures_dir

@@ -28,7 +28,7 @@ if not os.environ.get("COMFYUI_PATH"):
                 allow_module_level=True)
 
 from tests import workflow_format as wf  # noqa: E402
-from tests.comfy_server import SHORT_SECONDS, build_models, launch, prepare_landmarks, shared_fixtures  # noqa: E402
+from tests.comfy_server import SHORT_SECONDS, face_server  # noqa: E402
 
 OVERRIDES = {"LoadAudio": {"audio": "hallo_speech_short.wav"}, "Hallo_FaceAnalysis": {"size": 128},
              "Hallo_Sampler": {"steps": 2}}
@@ -41,13 +41,7 @@ def server(tmp_path_factory):
     import soundfile as sf
     from PIL import Image
 
-    fixtures_dir = shared_fixtures()
-    root = tmp_path_factory.mktemp("comfy_bad")
-    models = build_models(root / "models", upscaler=False)
-    reason = prepare_landmarks(models)
-    if reason:
-        pytest.skip(reason)
-    with launch(root / "comfy", fixtures_dir, models=models) as srv:
+    with face_server(tmp_path_factory.mktemp("comfy_bad")) as (srv, fixtures_dir):
         inp = srv.root / "input"
         data, sr = sf.read(str(fixtures_dir / "speech_1.wav"), dtype="float32")
         data = data[: int(SHORT_SECONDS * sr)].copy()

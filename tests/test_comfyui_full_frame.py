@@ -21,7 +21,7 @@ if not os.environ.get("COMFYUI_PATH"):
                 allow_module_level=True)
 
 from tests import workflow_format as wf  # noqa: E402
-from tests.comfy_server import SHORT_SECONDS, build_models, launch, prepare_landmarks, shared_fixtures  # noqa: E402
+from tests.comfy_server import SHORT_SECONDS, face_server  # noqa: E402
 
 NAME = "hallo2_full_frame"
 CPU_OVERRIDES = {"LoadAudio": {"audio": "hallo_speech_short.wav"}, "Hallo_FaceAnalysis": {"size": 128},
@@ -30,14 +30,7 @@ CPU_OVERRIDES = {"LoadAudio": {"audio": "hallo_speech_short.wav"}, "Hallo_FaceAn
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    fixtures_dir = shared_fixtures()
-    root = tmp_path_factory.mktemp("comfy_full_frame")
-    models = build_models(root / "models", upscaler=False)
-    reason = prepare_landmarks(models)
-    if reason:
-        pytest.skip(reason)
-    with launch(root / "comfy", fixtures_dir, models=models) as srv:
-        srv.models = models
+    with face_server(tmp_path_factory.mktemp("comfy_full_frame")) as (srv, _):
         yield srv
 
 

@@ -20,6 +20,7 @@ SCRIPT = """
     F = importlib.import_module(name + ".nodes.face").HalloFaceAnalysis
     P = importlib.import_module(name + ".nodes.paste_back").HalloPasteBack
     tiny = load_support("models_folder")
+    err = load_support("outcome").err
     spec = importlib.util.spec_from_file_location("hallo_landmarks_env",
                                                   os.path.join(repo, "tests", "landmarks_env.py"))
     lenv = importlib.util.module_from_spec(spec); spec.loader.exec_module(lenv)
@@ -49,12 +50,6 @@ SCRIPT = """
     def image(rgb):
         return torch.from_numpy(rgb.copy()).float().div(255.0)[None]
 
-    def err(fn):
-        try:
-            fn()
-        except Exception as e:
-            return [type(e).__name__, str(e)]
-        return None
 
     def analyse(img, **kw):
         args = dict(face_models=fm, image=img, size=128, mode="auto", face_expand_ratio=1.2, no_face="error")

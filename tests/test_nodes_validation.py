@@ -10,17 +10,12 @@ SCRIPT = """
     ext.setup()  # registers models/hallo
     mods = {m: importlib.import_module(f"{name}.nodes.{m}") for m in ("loaders", "audio", "face", "long_video", "sampler")}
     tiny = load_support("models_folder")
+    err = load_support("outcome").err
 
     empty = tempfile.mkdtemp()
     folder_paths.folder_names_and_paths["hallo"] = ([empty], set())
     res = {"registered": folder_paths.get_folder_paths("hallo")}
 
-    def err(fn):
-        try:
-            fn()
-        except Exception as e:
-            return [type(e).__name__, str(e)]
-        return None
 
     L = mods["loaders"]
     res["vae_missing"] = err(lambda: L.HalloVAELoader.execute(vae_folder="sd-vae-ft-mse", precision="fp32"))
