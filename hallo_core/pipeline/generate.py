@@ -146,9 +146,7 @@ def generate(
             joined audio. Its ``mask_rate``, when set, replaces the settings' Hallo2 drop.
     """
     settings = settings or GenerationSettings()
-    if motion is not None and motion.mask_rate is not None:
-        rate = float(motion.mask_rate)
-        settings = replace(settings, mask_rate=max(rate, 0.0))
+    settings = _with_motion_rate(settings, motion)
     sink = sink if sink is not None else MemorySink()
     t0 = time.time()
     fclip, nm = settings.clip_frames, settings.motion_frames
@@ -227,6 +225,13 @@ def generate(
     return GenerationResult(frames_written, clips_done, n_clips, interrupted, time.time() - t0)
 
 
+def _with_motion_rate(settings: GenerationSettings, motion: Optional[MotionFrames]) -> GenerationSettings:
+    """A motion input's ``mask_rate``, when set, replaces the settings' Hallo2 drop."""
+    if motion is None or motion.mask_rate is None:
+        return settings
+    return replace(settings, mask_rate=max(float(motion.mask_rate), 0.0))
+
+
 def run_hash(net, face: FaceData, audio: AudioFeatures, settings: Optional[GenerationSettings] = None,
              model_id: str = "", motion: Optional[MotionFrames] = None) -> str:
     """The identity of a run, as its resume checkpoint records it.
@@ -235,9 +240,7 @@ def run_hash(net, face: FaceData, audio: AudioFeatures, settings: Optional[Gener
     job again finds its partial file and checkpoint while a changed job gets a new name. The
     settings are taken as ``generate`` takes them (a motion input's ``mask_rate`` replaces theirs).
     """
-    settings = settings or GenerationSettings()
-    if motion is not None and motion.mask_rate is not None:
-        settings = replace(settings, mask_rate=max(float(motion.mask_rate), 0.0))
+    settings = _with_motion_rate(settings or GenerationSettings(), motion)
     identity = settings.identity()
     if motion is not None:
         identity["motion"] = _motion_digest(motion)
