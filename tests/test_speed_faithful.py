@@ -74,6 +74,38 @@ def test_cached_reference_image_banks_equal_full_reference_pass(parts, cfg):
     assert rel(swapped[last], full[last]) > 1e-2
 
 
+@pytest.mark.parametrize("cfg", [True, False])
+@pytest.mark.parametrize("same", [(True, True), (False, True)])
+def test_motion_frames_that_are_the_reference_image_reuse_its_banks(parts, cfg, same):
+    """First clip: a motion frame equal to the reference image is not run through the
+    reference UNet again; its banks are the reference image's, as the full pass gives."""
+    net, vae, face = parts
+    ctx = prepare_video(net, vae, face, CLIP, fast=True)
+    other = torch.randn(1, 4, SIZE // 8, SIZE // 8, generator=torch.Generator().manual_seed(7))
+    motion = torch.cat([ctx.ref_latent if s else other for s in same])
+    lat = torch.cat([ctx.ref_latent, motion])
+    tokens = ctx.face_tokens if cfg else ctx.face_tokens[1:]
+    full = net.reference_unet(lat.repeat(2, 1, 1, 1) if cfg else lat, 0, tokens)
+    image = reference_image_banks(net, ctx.ref_latent, ctx.face_tokens)
+    seen = []
+    hook = net.reference_unet.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape[0]))
+    try:
+        reused = reference_banks(net, image, None if all(same) else motion, ctx.face_tokens, cfg=cfg,
+                                 is_reference=same)
+    finally:
+        hook.remove()
+    per_frame = 2 if cfg else 1
+    assert seen == ([] if all(same) else [per_frame * sum(not s for s in same)])
+    for name in full:
+        assert reused[name].shape == full[name].shape
+        assert rel(reused[name], full[name]) <= 1e-3  # fp16 banks, as above
+    # and the pipeline flags exactly the frames whose pixels are the reference image
+    from hallo_core.pipeline.sampler import _is_reference_image
+    px = ctx.ref_pixels
+    assert _is_reference_image(torch.cat([px, px]), px) == (True, True)
+    assert _is_reference_image(torch.cat([px, px + 1e-6]), px) == (True, False)
+
+
 def small_render(net, vae, **kw):
     """One 64 px clip, one step: enough to compare paths that should agree exactly."""
     sink = MemorySink(torch.float32)

@@ -8,13 +8,16 @@ Faithful (same output up to float rounding):
   within the image, cross-attention to that item's face tokens), so splitting the batch only
   changes float rounding. Both R items are kept: upstream's row tiling makes the conditional
   frames read R.u and R.c alternately (docs/deviations.md).
+  A motion frame that *is* the reference image (every video's first clip: upstream starts
+  from the reference image repeated) gives the reference image's banks, so its items are
+  taken from the cached pair instead of being run again (4 of the 6 items of clip 1).
 * ``offloaded`` keeps the reference UNet on the CPU between its passes (CUDA only).
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Dict, Iterator
+from typing import Dict, Iterator, Optional, Sequence
 
 import torch
 
@@ -55,33 +58,38 @@ def reference_image_banks(net, ref_latent: torch.Tensor, face_tokens: torch.Tens
 
 
 @torch.no_grad()
-def reference_banks(net, image_banks: Dict[str, torch.Tensor], motion_latents: torch.Tensor,
-                    face_tokens: torch.Tensor, cfg: bool = True,
-                    offload: bool = False) -> Dict[str, torch.Tensor]:
+def reference_banks(net, image_banks: Dict[str, torch.Tensor], motion_latents: Optional[torch.Tensor],
+                    face_tokens: torch.Tensor, cfg: bool = True, offload: bool = False,
+                    is_reference: Sequence[bool] = (False, False)) -> Dict[str, torch.Tensor]:
     """Upstream's per-clip banks from the cached reference-image banks + a motion-only pass.
 
     Args:
         image_banks: ``reference_image_banks`` output (R.u, R.c per block).
-        motion_latents: [2, 4, h, w] VAE latents of the two motion frames.
+        motion_latents: [2, 4, h, w] VAE latents of the two motion frames (rows of frames
+            flagged in ``is_reference`` are not read; None when both are flagged).
         face_tokens: [2, T, D] (uncond, cond).
         cfg: True gives the CFG batch [R.u, M1.c, M2.u, R.c, M1.u, M2.c]; False the conditional
             batch-1 banks [R.c, M1.c, M2.c] (upstream has no such path; see deviations).
+        is_reference: per motion frame, True when its pixels equal the reference image's:
+            its items are then the reference image's banks with the same face tokens.
     Returns:
         {name: bank} exactly as ``ReferenceUNet.forward`` on the full batch would give.
     """
     dt = face_tokens.dtype
-    m = motion_latents.to(face_tokens.device, dt)
-    with offloaded(net.reference_unet, face_tokens.device, offload) as ref:
-        if cfg:
-            tokens = face_tokens[list(_MOTION_TOKENS)]
-            mb = ref(torch.cat([m, m]), 0, tokens)
-        else:
-            mb = ref(m, 0, face_tokens[1:])
+    # items in upstream order after R: (frame, face-token row) per motion item
+    items = [(j % 2, t) for j, t in enumerate(_MOTION_TOKENS)] if cfg else [(0, 1), (1, 1)]
+    run = [i for i, (f, _) in enumerate(items) if not is_reference[f]]
+    mb = {}
+    if run:
+        m = motion_latents.to(face_tokens.device, dt)
+        with offloaded(net.reference_unet, face_tokens.device, offload) as ref:
+            mb = ref(m[[items[i][0] for i in run]], 0, face_tokens[[items[i][1] for i in run]])
     out = {}
     for name, r in image_banks.items():
-        x = mb[name]
-        if cfg:
-            out[name] = torch.cat([r[:1], x[0:2], r[1:2], x[2:4]])
-        else:
-            out[name] = torch.cat([r[1:2], x])
+        rows = [r[1:2]] if not cfg else [r[:1]]
+        for i, (f, t) in enumerate(items):
+            if cfg and i == 2:
+                rows.append(r[1:2])  # R.c opens the conditional copy
+            rows.append(mb[name][run.index(i)][None] if i in run else r[t:t + 1])
+        out[name] = torch.cat(rows)
     return out

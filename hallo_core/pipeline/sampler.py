@@ -150,6 +150,12 @@ def denoise(scheduler, latents: torch.Tensor, predict: Callable, on_step: Option
     return latents
 
 
+def _is_reference_image(motion_pixels: torch.Tensor, ref_pixels: torch.Tensor) -> Tuple[bool, ...]:
+    """Per motion frame: are its pixels exactly the reference image's (a first clip)?"""
+    ref = ref_pixels.reshape(ref_pixels.shape[-3:])
+    return tuple(bool(torch.equal(m.to(ref.device, ref.dtype), ref)) for m in motion_pixels)
+
+
 def sample_clip(
     net,
     vae: VaeCodec,
@@ -188,8 +194,9 @@ def sample_clip(
         # faithful-fast: reference-image items once per video, motion items per clip
         if ctx.ref_banks is None:
             ctx.ref_banks = reference_image_banks(net, ctx.ref_latent, ctx.face_tokens, offload)
-        banks = reference_banks(net, ctx.ref_banks, vae.encode(motion_pixels), ctx.face_tokens,
-                                do_cfg, offload)
+        same = _is_reference_image(motion_pixels, ctx.ref_pixels)
+        motion_latents = None if all(same) else vae.encode(motion_pixels)
+        banks = reference_banks(net, ctx.ref_banks, motion_latents, ctx.face_tokens, do_cfg, offload, same)
     else:
         ref_latents = vae.encode(torch.cat([ctx.ref_pixels, motion_pixels.float()]))
         with offloaded(net.reference_unet, dev, offload) as ref:
