@@ -52,7 +52,7 @@ def profile_ours(case_path: str, out: str, path: str, extra: dict) -> None:
             calls["n"] += 1
             if calls["n"] != 2:
                 return fwd(*aa, **kk)
-            with profile(activities=[ProfilerActivity.CPU]) as prof:
+            with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
                 res = fwd(*aa, **kk)
             _save(prof, out)
             return res
@@ -69,6 +69,38 @@ def _save(prof, out: str) -> None:
     with open(out, "w") as f:
         f.write(ka.table(sort_by="self_cpu_time_total", row_limit=40))
     torch.save({e.key: (e.self_cpu_time_total / 1e6, e.count) for e in ka}, out + ".pt")
+    torch.save([(str(e.input_shapes[:2]), e.self_cpu_time_total / 1e6, e.count)
+                for e in prof.key_averages(group_by_input_shape=True) if "flash_attention" in e.key],
+               out + ".attn.pt")
+
+
+def _attention_rows(path: str) -> dict:
+    """{(q shape, k shape): (seconds, calls, query x key pairs per call summed over heads)}."""
+    rows = {}
+    if not Path(path).exists():
+        return rows
+    for shapes, sec, n in torch.load(path):
+        q, k = json.loads(shapes)
+        pairs = q[0] * q[1] * q[2] * k[2]  # [b, h, n, d] x [b, h, m, d]
+        key = (tuple(q), tuple(k))
+        s0, n0, _ = rows.get(key, (0.0, 0, pairs))
+        rows[key] = (s0 + sec, n0 + n, pairs)
+    return rows
+
+
+def _print_attention(work: Path, sides) -> None:
+    """Each side's attention calls grouped by shape, with the seconds per 1e9 query-key pairs."""
+    for side in sides:
+        rows = _attention_rows(str(work / f"profile_{side}.txt") + ".attn.pt")
+        if not rows:
+            continue
+        total_s = sum(s for s, _, _ in rows.values())
+        total_p = sum(p * n for _, n, p in rows.values())
+        print(f"\n{side}: attention by shape ({total_s:.2f} s, {total_p / 1e9:.2f}e9 query-key pairs)")
+        print(f"{'q [b,h,n,d]':>22s} {'k [b,h,m,d]':>22s} {'calls':>6s} {'s':>8s} {'pairs e9':>9s} {'ns/pair':>8s}")
+        for (q, k), (sec, n, p) in sorted(rows.items(), key=lambda r: -r[1][0]):
+            print(f"{str(list(q)):>22s} {str(list(k)):>22s} {n:6d} {sec:8.3f} {p * n / 1e9:9.3f} "
+                  f"{sec / max(p * n, 1) * 1e9:8.2f}")
 
 
 def _seconds(table: dict) -> dict:
@@ -125,6 +157,7 @@ def main() -> None:
     print(f"\n{'operator':40s}" + "".join(f"{s:>22s}" for s in sides) + "   (self CPU s / calls)")
     for k in rows[: args.top]:
         print(f"{k[:40]:40s}" + "".join(f"{t(s, k)[0]:12.3f} /{t(s, k)[1]:7d}" for s in sides))
+    _print_attention(work, sides)
 
 
 if __name__ == "__main__":
