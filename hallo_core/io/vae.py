@@ -46,7 +46,7 @@ def load_vae(folder: Union[str, Path], device="cpu", dtype=torch.float32):
 class VaeCodec:
     """Hallo's view of the VAE: [-1, 1] pixels <-> scaled latents, [0, 1] decoded frames."""
 
-    def __init__(self, vae, decode_chunk: int = 8):
+    def __init__(self, vae, decode_chunk: int = 1):
         self.vae = vae
         self.decode_chunk = max(1, int(decode_chunk))
 

@@ -39,7 +39,9 @@ class SamplerSettings:
     scheduler: str = "ddim"
     cfg_steps: Optional[int] = None  # fast mode: CFG only on the first N steps (None = all)
     fast: bool = True  # faithful-fast precomputation (same output up to float rounding)
-    decode_chunk: int = 8
+    # 1 = upstream's frame-by-frame decode: batching frames changed float32 frames by 4x upstream's
+    # own thread spread at 512 px (docs/benchmarks.md) for no measurable time; >1 is opt-in throughput
+    decode_chunk: int = 1
     # memory: reference UNet on the CPU between passes, VAE slicing, decode one frame at a time (CUDA)
     low_vram: bool = False
     # compute device/dtype; None reads the first denoiser weight. A host that keeps weights on
