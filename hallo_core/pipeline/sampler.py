@@ -6,7 +6,8 @@ the attention masks and (fast path) the reference-image latent. Per clip: the VA
 latents of ``[R, M1, M2]``, one reference-UNet pass at t=0 on ``[R, M1, M2] x 2`` (the model
 tiles the face tokens ``[u, c] x 3`` like upstream), the audio tokens
 ``[0, audio_proj(window)]``, the initial noise drawn from the CPU generator in the model
-dtype, then ``steps`` DDIM steps with ``v = v_u + g (v_c - v_u)`` and a batched decode.
+dtype, then ``steps`` DDIM steps with ``v = v_u + g (v_c - v_u)`` and the decode (frame by frame
+by default, as upstream; ``decode_chunk`` batches it).
 
 ``fast=True`` (default) is the faithful-fast path: identical math, only work that upstream
 repeats is done once (face locator on one frame then broadcast, reference latent and the
