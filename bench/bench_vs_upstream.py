@@ -152,7 +152,9 @@ def run_ours(case_path: str, out: str, dtype: str, threads: int, path: str, extr
     else:
         prepare_models(net, dtype=dt, **extra.pop("prepare", {}))
         kw.update(fast=True)
-    den_cpu = _time_calls(net.denoising_unet)
+    from cpu_timing import time_calls
+
+    den_cpu = time_calls(net.denoising_unet)
     warmup = extra.pop("warmup", False)  # a first, untimed generate (torch.compile builds its graphs there)
     kw.update(extra)
     report = {}
@@ -168,21 +170,6 @@ def run_ours(case_path: str, out: str, dtype: str, threads: int, path: str, extr
     torch.save({"frames": sink.frames().double()}, out)
     return {"side": f"ours-{path}", "wall": wall, "cpu": cpu, "denoise_cpu": den_cpu[0], "dtype": dtype,
             "threads": threads, **report}
-
-
-def _time_calls(module: torch.nn.Module) -> list:
-    """Sum the process CPU seconds spent in ``module.forward`` into the returned [seconds]."""
-    acc, fwd = [0.0], module.forward
-
-    def timed(*a, **k):
-        c = time.process_time()
-        try:
-            return fwd(*a, **k)
-        finally:
-            acc[0] += time.process_time() - c
-
-    module.forward = timed
-    return acc
 
 
 def spawn(cmd, label: str) -> dict:

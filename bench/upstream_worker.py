@@ -109,16 +109,9 @@ def main() -> None:
         _profile_one_call(args.profile_step, torch, pipe, net, case, pixels, region, emb, masks, audio_emb, dt)
         return
 
-    den_cpu, den_fwd = [0.0], den_unet.forward
+    from cpu_timing import time_calls  # beside this script: CPU seconds inside the denoiser calls
 
-    def timed(*a, **k):  # CPU seconds inside the denoiser calls, as the bench reports for ours
-        c = time.process_time()
-        try:
-            return den_fwd(*a, **k)
-        finally:
-            den_cpu[0] += time.process_time() - c
-
-    den_unet.forward = timed
+    den_cpu = time_calls(den_unet)
     result = []
     generator = torch.manual_seed(s["seed"])
     c0_, w0 = time.process_time(), time.perf_counter()
