@@ -25,7 +25,7 @@ import psutil  # noqa: E402
 import torch  # noqa: E402
 
 from hallo_core.io.vae import VaeCodec
-from hallo_core.io.video import Mp4Sink, read_video
+from hallo_core.media.video import Mp4Sink, read_video
 from hallo_core.pipeline.generate import GenerationSettings, checkpoint_path_for, generate
 from tests.support.tiny_engine import build_tiny_net, build_tiny_vae, random_audio, random_face_data
 

@@ -31,7 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 from hallo_core.io.vae import VaeCodec  # noqa: E402
-from hallo_core.io.video import MemorySink  # noqa: E402
+from hallo_core.media.video import MemorySink  # noqa: E402
 from hallo_core.models import build_hallo_net  # noqa: E402
 from hallo_core.pipeline.generate import GenerationSettings, generate  # noqa: E402
 from tests.support.presets import fast_preset, low_vram_preset, prepare_models  # noqa: E402

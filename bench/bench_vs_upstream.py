@@ -126,7 +126,7 @@ def run_ours(case_path: str, out: str, dtype: str, threads: int, path: str, extr
     from diffusers import AutoencoderKL
 
     from hallo_core.io.vae import VaeCodec
-    from hallo_core.io.video import MemorySink
+    from hallo_core.media.video import MemorySink
     from hallo_core.models import build_hallo_net
     from hallo_core.pipeline.generate import GenerationSettings, generate
     from tests.support.presets import prepare_models

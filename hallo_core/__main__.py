@@ -1,8 +1,8 @@
-"""``python -m hallo_core``: see hallo_core.cli."""
+"""``python -m hallo_core``: see hallo_core.cli.main."""
 
 import sys
 
-from .cli import main
+from .cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -6,7 +6,7 @@ table, so a value refused in one is refused in the other with the same words; on
 differs (``--steps`` on the CLI, ``steps`` on a node).
 
 Nothing here reads model weights: model files are checked by their key lists and headers
-(:mod:`hallo_core.io.headers`), against the keys of the model built on the meta device.
+(:mod:`hallo_core.assets.headers`), against the keys of the model built on the meta device.
 """
 
 from __future__ import annotations
@@ -323,7 +323,7 @@ def check_audio_array(waveform, sample_rate: int, where: str = "audio") -> Audio
 
 # -- model files ----------------------------------------------------------------------------------
 
-from .checks_models import check_model_files, check_torch_file, expected_net_keys  # noqa: E402,F401  (own module)
+from .assets.manifest import check_model_files, check_torch_file, expected_net_keys  # noqa: E402,F401  (own module)
 
 __all__ = ["Option", "OPTIONS", "option_name", "check_option", "check_options", "check_device",
            "check_image_file", "run_face_check", "AudioReport", "silence_warning", "check_audio_file",

@@ -18,7 +18,7 @@ import torch
 import folder_paths
 from comfy_api.latest import io
 
-from hallo_core import models_dir
+from hallo_core.assets import layout as models_dir
 
 log = logging.getLogger("hallo")
 

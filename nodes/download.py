@@ -7,11 +7,12 @@ import os
 
 from comfy_api.latest import io, ui
 
-from hallo_core import models_dir as md
+from hallo_core.assets import layout as md
+from hallo_core.assets.download import download as fetch_files
 
 from . import common as C
 
-# Bundles of hallo_core.models_dir, which names the exact files and the repo of each.
+# Bundles of hallo_core.assets.layout, which names the exact files and the repo of each.
 CHOICES = {
     "hallo (portrait video)": ["hallo"],
     "hallo2 (long video)": ["hallo2"],
@@ -67,7 +68,7 @@ class HalloDownloadModels(io.ComfyNode):
             pbar = comfy.utils.ProgressBar(len(todo))
             for i, (repo, f) in enumerate(todo):
                 C.interrupted()
-                md.download(target, files=[(repo, f)])
+                fetch_files(target, files=[(repo, f)])
                 pbar.update_absolute(i + 1, len(todo))
                 lines.append(f"downloaded {f}")
         else:

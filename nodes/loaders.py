@@ -11,7 +11,7 @@ import os
 
 from comfy_api.latest import io
 
-from hallo_core import models_dir as md
+from hallo_core.assets import layout as md
 
 from . import common as C
 

@@ -77,7 +77,7 @@ class HalloLongVideo(io.ComfyNode):
     @classmethod
     def execute(cls, hallo_model, vae, reference, audio_embeds, output_mode, filename_prefix, resume=True,
                 audio=None, motion=None, **widgets) -> io.NodeOutput:
-        from hallo_core.io.video import ImageSink
+        from hallo_core.media.video import ImageSink
 
         settings = sampler.settings(**widgets)
         node_id = cls.hidden.unique_id if cls.hidden is not None else None
@@ -110,7 +110,7 @@ def run_tag(hallo_model, reference, audio_embeds, settings, motion, fitted) -> s
 
 
 def _to_file(node_id, hallo_model, vae, reference, audio_embeds, settings, prefix, resume, fitted, mf, fps):
-    from hallo_core.io.video import Mp4Sink
+    from hallo_core.media.video import Mp4Sink
     from hallo_core.pipeline.generate import checkpoint_path_for
     from hallo_core.pipeline.resume import discard_state, load_state
 

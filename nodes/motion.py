@@ -33,7 +33,7 @@ def tail_of(frames, n: int) -> tuple[torch.Tensor, int]:
     # only a file-backed VIDEO streams its source: the base class would encode the whole video to get one
     stream = frames.get_stream_source() if isinstance(frames, InputImpl.VideoFromFile) else None
     if isinstance(stream, _io.BytesIO) or (isinstance(stream, str) and os.path.isfile(stream)):
-        from hallo_core.io.video import read_tail
+        from hallo_core.media.video import read_tail
 
         # a file is decoded frame by frame keeping only the tail: an hour of video never sits in memory
         tail, count = read_tail(stream, n)

@@ -84,7 +84,7 @@ def _frame_source(frames, fps: float, audio):
     # VideoFromComponents has get_stream_source too, but it raises (no container format to encode to)
     stream = frames.get_stream_source() if isinstance(frames, InputImpl.VideoFromFile) else None
     if isinstance(stream, str) and os.path.isfile(stream):
-        from hallo_core.upscale.video_io import read_frames_bgr
+        from hallo_core.media.video_io import read_frames_bgr
 
         # decoded one at a time: a long video's frames never sit in memory together
         it = (torch.from_numpy(np.ascontiguousarray(f[:, :, ::-1])) for f in read_frames_bgr(stream))
@@ -174,7 +174,7 @@ class HalloPasteBack(io.ComfyNode):
 
     @staticmethod
     def _to_file(frames, paster, rate: Fraction, audio, src_path, filename_prefix) -> io.NodeOutput:
-        from hallo_core.io.atomic import atomic_output, check_output_path
+        from hallo_core.media.atomic import atomic_output, check_output_path
 
         path, fname, subfolder = C.output_path(filename_prefix, False)
         for warning in check_output_path(path, {"frames": src_path}, option="filename_prefix"):
@@ -189,7 +189,7 @@ class HalloPasteBack(io.ComfyNode):
         # a cancelled run leaves no half-written file: the mp4 appears under its name only when complete
         with atomic_output(path) as tmp:
             if src_path is not None or audio is None:
-                from hallo_core.upscale.video_io import write_video
+                from hallo_core.media.video_io import write_video
 
                 write_video(tmp, (f[:, :, ::-1] for f in keep_last(frames)), rate, audio_from=src_path)
             else:
@@ -223,7 +223,7 @@ def _file_audio(path: str):
 
 def _write_with_audio(path, frames, paster, rate: Fraction, audio) -> None:
     """IMAGE frames + an AUDIO dict: the pack's mp4 writer muxes the waveform itself."""
-    from hallo_core.io.video import Mp4Sink
+    from hallo_core.media.video import Mp4Sink
 
     wav, sr = convert.audio_first_item(audio)
     sink = Mp4Sink(path, waveform=wav, sample_rate=sr)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from hallo_core.models_dir import rel_path
+from hallo_core.assets.layout import rel_path
 
 from . import common as C
 from .comfy_vae import vae_codec

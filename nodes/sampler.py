@@ -194,7 +194,7 @@ class HalloSampler(io.ComfyNode):
 
     @classmethod
     def execute(cls, hallo_model, vae, reference, audio_embeds, motion=None, **widgets) -> io.NodeOutput:
-        from hallo_core.io.video import ImageSink
+        from hallo_core.media.video import ImageSink
 
         st = settings(**widgets)
         sink = ImageSink(int(audio_embeds.num_frames))

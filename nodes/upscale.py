@@ -8,7 +8,7 @@ from fractions import Fraction
 import torch
 from comfy_api.latest import InputImpl, Types, io, ui
 
-from hallo_core.models_dir import UPSCALER_FILES
+from hallo_core.assets.layout import UPSCALER_FILES
 
 from . import common as C
 from . import convert
@@ -135,7 +135,7 @@ class HalloTemporalUpscale(io.ComfyNode):
             fps = Fraction(frames.get_frame_rate()).limit_denominator(100000)
             stream = frames.get_stream_source() if hasattr(frames, "get_stream_source") else None
             if isinstance(stream, str) and os.path.isfile(stream):
-                from hallo_core.upscale.video_io import read_frames_bgr
+                from hallo_core.media.video_io import read_frames_bgr
 
                 src_path = stream
                 total = int(frames.get_frame_count())
@@ -158,7 +158,7 @@ class HalloTemporalUpscale(io.ComfyNode):
                 out = torch.stack([f.float().cpu() for f in it]).to(C.out_device())
                 video = InputImpl.VideoFromComponents(Types.VideoComponents(images=out, audio=audio, frame_rate=fps))
                 return io.NodeOutput(out, video)
-            from hallo_core.upscale.video_io import write_video
+            from hallo_core.media.video_io import write_video
 
             path, fname, subfolder = C.output_path(filename_prefix)
             last = {}

@@ -1,6 +1,6 @@
 """A table of bad ``generate`` inputs, one per row, over every class of the user-error issue.
 
-Today every row runs through :func:`hallo_core.preflight.preflight_generate`, the call the CLI
+Today every row runs through :func:`hallo_core.cli.preflight.preflight_generate`, the call the CLI
 makes first. Each row asserts: a UserError whose text is one line and holds the expected words,
 no input file changed (hashes before and after), no output file left, and no weights read (the
 ``HALLO_TRACE_LOADS`` log stays empty). ``argv`` gives each row's command line, so the same
@@ -24,7 +24,7 @@ import torch
 
 from hallo_core.errors import UserError
 from hallo_core.io.checkpoints import TRACE_ENV
-from hallo_core.preflight import preflight_generate
+from hallo_core.cli.preflight import preflight_generate
 from tests.support.models_mirror import mirror, replace, shared_tiny_models
 
 OPTIONS = {"steps": 2, "cfg": 3.5, "seed": 42, "pose_weight": 1.0, "face_weight": 1.0, "lip_weight": 1.0,

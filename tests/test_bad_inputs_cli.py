@@ -257,7 +257,7 @@ def test_the_tables_cover_every_class():
 def _video(path: Path) -> Path:
     from fractions import Fraction
 
-    from hallo_core.upscale.video_io import write_video
+    from hallo_core.media.video_io import write_video
 
     rng = np.random.default_rng(0)
     write_video(path, (rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(4)), Fraction(25))

@@ -220,7 +220,7 @@ def test_mp4_carries_six_channels(tmp_path):
     import av
     import torch
 
-    from hallo_core.io.video import Mp4Sink
+    from hallo_core.media.video import Mp4Sink
 
     six = np.stack([tone(0.64, 16000, freqs=(200.0 * (c + 1),))[0] for c in range(6)])
     sink = Mp4Sink(tmp_path / "six.mp4", six, 16000)

@@ -12,7 +12,7 @@ import torch
 from hallo_core.checks import check_model_files, expected_net_keys
 from hallo_core.errors import UserError
 from hallo_core.io.checkpoints import CheckpointError
-from hallo_core.io.headers import compare_manifest, onnx_check, safetensors_manifest, torch_manifest, zip_check
+from hallo_core.assets.headers import compare_manifest, onnx_check, safetensors_manifest, torch_manifest, zip_check
 from tests.support.models_mirror import mirror, replace, shared_tiny_models
 
 torch.set_num_threads(1)
@@ -96,7 +96,7 @@ def test_safetensors_header_and_truncation(tmp_path):
 
 
 def test_compare_manifest_is_one_line_naming_the_mismatch(tmp_path):
-    from hallo_core.io.headers import TensorInfo
+    from hallo_core.assets.headers import TensorInfo
 
     found = {"a": TensorInfo((2,), "float32"), "extra": TensorInfo((1,), "float32")}
     with pytest.raises(CheckpointError) as e:

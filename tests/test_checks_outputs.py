@@ -8,9 +8,10 @@ import sys
 
 import pytest
 
-from hallo_core.errors import UserError, download_guard
-from hallo_core.interrupts import InterruptGuard, Interrupted, interrupt_hint, resume_command
-from hallo_core.io.atomic import atomic_output, check_output_path, temp_path_for
+from hallo_core.assets.download import download_guard
+from hallo_core.errors import UserError
+from hallo_core.cli.interrupts import InterruptGuard, Interrupted, interrupt_hint, resume_command
+from hallo_core.media.atomic import atomic_output, check_output_path, temp_path_for
 
 
 @pytest.fixture

@@ -76,7 +76,7 @@ def _probe(path: Path):
 
 
 def test_help_lists_every_subcommand_and_upscale_options():
-    from hallo_core.cli import _parser
+    from hallo_core.cli.main import _parser
 
     top = _parser().format_help()  # in process: each interpreter start costs seconds of CPU
     for cmd in ("generate", "upscale", "convert", "download", "doctor"):

@@ -83,7 +83,7 @@ def _gen(inp, image, out: Path, *extra: str) -> subprocess.CompletedProcess:
 
 
 def _frames(path: Path) -> np.ndarray:
-    from hallo_core.io.video import read_video
+    from hallo_core.media.video import read_video
 
     return read_video(path)[0].numpy()
 
@@ -249,7 +249,7 @@ def test_upscale_paste_into_streams_restored_crops_into_the_photo(inp, landscape
     out = inp["root"] / "land_upscaled.mp4"
     report = upscale_video(square, out, models, scale=2, paster=paster)
     assert report.frames == 20
-    from hallo_core.io.video import read_video
+    from hallo_core.media.video import read_video
 
     frames, fps, audio_s = read_video(out)
     assert frames.shape == (20, 360, 640, 3) and fps == 25 and abs(audio_s - SECONDS) < 0.05

@@ -16,7 +16,7 @@ SUBCOMMANDS = ("generate", "upscale", "convert", "download", "doctor")
 
 
 def _subparsers():
-    from hallo_core.cli import _parser
+    from hallo_core.cli.main import _parser
 
     return next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
 
@@ -59,7 +59,8 @@ def test_one_option_style():
 
 
 def test_cli_tables_equal_the_engine_tables():
-    from hallo_core import cli, models_dir
+    from hallo_core.assets import layout as models_dir
+    from hallo_core.cli import main as cli
     from hallo_core.pipeline.scheduler import SCHEDULER_NAMES
     from hallo_core.upscale.video_upscale import SCALES
 
@@ -102,7 +103,8 @@ def test_upscale_options_reach_the_engine_entry_point(monkeypatch, tmp_path):
 
 
 def test_offline_download_is_one_error_line(monkeypatch, tmp_path, capsys):
-    from hallo_core import cli, models_dir
+    from hallo_core.assets import download as models_dir
+    from hallo_core.cli import main as cli
 
     def offline(models, which=None, files=None):
         raise ConnectionError("Name or service not known")
@@ -134,7 +136,7 @@ def _image_and_audio(folder: Path):
 
 def test_generate_refuses_only_for_required_files(tmp_path, capsys):
     """README and CLI agree: the SD1.5 UNet config and the vocal separator are optional."""
-    from hallo_core import cli
+    from hallo_core.cli import main as cli
 
     image, audio = _image_and_audio(tmp_path)
     assert cli.main(["generate", "--models", str(tmp_path), "--image", str(image), "--audio", str(audio),
@@ -150,7 +152,7 @@ def test_generate_refuses_only_for_required_files(tmp_path, capsys):
 
 
 def test_debug_shows_the_traceback_and_internal_faults_keep_theirs(tmp_path, monkeypatch, capsys):
-    from hallo_core import cli
+    from hallo_core.cli import main as cli
     from hallo_core.errors import UserError
 
     bad = ["generate", "--models", str(tmp_path), "--image", "x.png", "--audio", "x.wav", "--out", "o.mp4",

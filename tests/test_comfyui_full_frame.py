@@ -87,7 +87,7 @@ def test_landscape_workflow_gives_a_full_frame_video_with_audio(server, photo, c
     """The workflow as shipped (CPU-sized): long-video file of the face crop -> paste back, file mode."""
     import av
 
-    from hallo_core.io.video import read_video
+    from hallo_core.media.video import read_video
 
     entry = server.wait(server.queue(_prompt()))
     assert entry["status"]["status_str"] == "success", _errors(entry)

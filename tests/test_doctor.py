@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hallo_core import doctor
+from hallo_core.cli import doctor
 from tests.support.models_folder import build_models_dir
 
 REPO = Path(__file__).resolve().parents[1]

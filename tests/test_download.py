@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from hallo_core.models_dir import BUNDLES, COMPONENTS, HALLO2_REPO, HALLO_REPO, files_to_fetch, resolve
+from hallo_core.assets.layout import BUNDLES, COMPONENTS, HALLO2_REPO, HALLO_REPO, files_to_fetch, resolve
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,7 @@ from hallo_core.face.crop import (MIN_MARGIN, CropBox, crop_for_face, even_size,
 from hallo_core.face.errors import FaceIndexError, NoFaceError
 from hallo_core.face.find import FaceBox, choose_face, draw_faces, merge_faces, tile_grid
 from hallo_core.io.paste_back import FramePaster, PasteBackSink, frames_to_uint8
-from hallo_core.io.video import MemorySink
+from hallo_core.media.video import MemorySink
 
 
 def _noise(h, w, seed=0):

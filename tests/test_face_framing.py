@@ -82,7 +82,7 @@ def test_landscape_crop_on_the_face_and_full_frame_paste(landscape, tmp_path):
     assert ((ring > src_ring) & (ring < 255)).sum() >= band // 2  # blends across the feather
 
     # through the mp4 sink: a 1280x720 video whose outside matches the source up to H.264
-    from hallo_core.io.video import Mp4Sink, read_video
+    from hallo_core.media.video import Mp4Sink, read_video
 
     path = tmp_path / "full.mp4"
     sink = PasteBackSink(Mp4Sink(path), paster)

@@ -10,7 +10,7 @@ import torch
 from hallo_core.face.crop import CropBox
 from hallo_core.io.paste_back import FramePaster, PasteBackSink
 from hallo_core.io.vae import VaeCodec
-from hallo_core.io.video import Mp4Sink, read_video
+from hallo_core.media.video import Mp4Sink, read_video
 from hallo_core.pipeline.generate import GenerationSettings, checkpoint_path_for, generate
 from tests.support.tiny_engine import build_tiny_net, build_tiny_vae, random_audio, random_face_data
 

@@ -25,7 +25,7 @@ SCRIPT = """
 
 
 def test_download_node_reports_then_fetches_from_the_right_repos(tmp_path):
-    from hallo_core.models_dir import HALLO_REPO, files_to_fetch
+    from hallo_core.assets.layout import HALLO_REPO, files_to_fetch
     from tests.hf_local_hub import LocalHub
 
     content = {repo: {f: f"{repo}:{f}".encode() for f in files} for repo, files in OFFICIAL_TREES.items()}

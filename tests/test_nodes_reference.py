@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from hallo_core.io.vae import VaeCodec
-from hallo_core.io.video import MemorySink
+from hallo_core.media.video import MemorySink
 from hallo_core.pipeline.generate import GenerationSettings, generate, prepare_context
 from tests.support.tiny_engine import build_tiny_net, build_tiny_vae, random_audio, random_face_data
 

@@ -13,7 +13,7 @@ SCRIPT = """
     tiny = load_support("tiny_upscaler")
     flat_frame, textured_frame = tiny.flat_frame, tiny.textured_frame
     tiny_codeformer, tiny_detector, tiny_parser = tiny.tiny_codeformer, tiny.tiny_detector, tiny.tiny_parser
-    from hallo_core.io.video import Mp4Sink
+    from hallo_core.media.video import Mp4Sink
 
     out_dir = tempfile.mkdtemp()
     folder_paths.set_output_directory(out_dir)

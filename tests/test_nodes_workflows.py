@@ -81,7 +81,7 @@ COMFY_LISTED = {".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", 
 def test_model_metadata_is_checkable(name):
     """Each ``models`` entry is a file the frontend can find in its folder listing, with the URL of the
     same file in the Hugging Face repository the engine's downloader uses."""
-    from hallo_core.models_dir import COMPONENTS
+    from hallo_core.assets.layout import COMPONENTS
 
     official = {}  # relative file -> HF repo
     for _rel, repo, files, _kind in COMPONENTS.values():

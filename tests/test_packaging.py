@@ -51,7 +51,7 @@ def test_registry_metadata_keys():
     assert comfy["PublisherId"] and comfy["DisplayName"]
     # git-tracked folders are zipped anyway: includes would only re-add what .comfyignore drops
     assert not comfy.get("includes")
-    assert data["project"]["scripts"]["hallo"] == "hallo_core.cli:main"
+    assert data["project"]["scripts"]["hallo"] == "hallo_core.cli.main:main"
 
 
 def test_comfyignore_keeps_the_pack_and_drops_the_tests():
@@ -63,7 +63,7 @@ def test_comfyignore_keeps_the_pack_and_drops_the_tests():
 
 
 def expected_models() -> list:
-    from hallo_core.models_dir import files_to_fetch
+    from hallo_core.assets.layout import files_to_fetch
 
     return [{"location": f"/hallo/{path}", "model_url": f"https://huggingface.co/{repo}/resolve/main/{path}"}
             for repo, path in files_to_fetch(["hallo", "hallo2", "hallo2-4k"])]

@@ -21,7 +21,7 @@ def test_comfy_cli_reads_dependencies_urls_and_models(monkeypatch):
     assert urls.repository.startswith("https://") and urls.issues.startswith("https://")
     assert urls.documentation.startswith("https://")
     models = [(m.location, m.model_url) for m in cfg.tool_comfy.models]
-    from hallo_core.models_dir import files_to_fetch
+    from hallo_core.assets.layout import files_to_fetch
 
     assert models == [(f"/hallo/{p}", f"https://huggingface.co/{r}/resolve/main/{p}")
                       for r, p in files_to_fetch(["hallo", "hallo2", "hallo2-4k"])]

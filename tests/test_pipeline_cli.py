@@ -2,8 +2,8 @@
 
 import torch
 
-from hallo_core.cli import main
-from hallo_core.models_dir import BUNDLES, HALLO_REPO, ModelFileMissing, resolve
+from hallo_core.cli.main import main
+from hallo_core.assets.layout import BUNDLES, HALLO_REPO, ModelFileMissing, resolve
 
 
 def test_missing_components_name_path_and_repo(tmp_path):

@@ -3,7 +3,7 @@
 import torch
 
 from hallo_core.io.vae import VaeCodec
-from hallo_core.io.video import MemorySink
+from hallo_core.media.video import MemorySink
 from hallo_core.pipeline.generate import GenerationSettings, generate
 from hallo_core.pipeline.sampler import model_device, model_dtype
 from tests.support.tiny_engine import build_tiny_net, build_tiny_vae, random_audio, random_face_data
@@ -51,7 +51,7 @@ te = importlib.util.module_from_spec(spec); spec.loader.exec_module(te)
 import comfy.ops, comfy.model_patcher
 from hallo_core.models import build_hallo_net
 from hallo_core.io.vae import VaeCodec
-from hallo_core.io.video import MemorySink
+from hallo_core.media.video import MemorySink
 from hallo_core.pipeline.generate import GenerationSettings, generate
 plain = te.build_tiny_net(seed=0)
 net = build_hallo_net(te.tiny_unet_config(), operations=comfy.ops.manual_cast).eval().requires_grad_(False)

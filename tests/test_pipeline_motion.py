@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from hallo_core.io.vae import VaeCodec
-from hallo_core.io.video import MemorySink
+from hallo_core.media.video import MemorySink
 from hallo_core.pipeline.chain import audio_window
 from hallo_core.pipeline.generate import GenerationSettings, generate
 from hallo_core.pipeline.motion import MotionFrames, motion_frames_from_images
@@ -112,7 +112,7 @@ def test_wrong_size_is_refused(parts):
 
 
 def test_image_sink_keeps_the_float_frames(parts):
-    from hallo_core.io.video import ImageSink
+    from hallo_core.media.video import ImageSink
 
     net, vae, face = parts
     _, first, _ = joined_audio(1, 1)

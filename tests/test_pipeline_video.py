@@ -8,7 +8,7 @@ import textwrap
 import numpy as np
 import torch
 
-from hallo_core.io.video import MemorySink, Mp4Sink, read_video, to_uint8_hwc
+from hallo_core.media.video import MemorySink, Mp4Sink, read_video, to_uint8_hwc
 
 FPS, SR, F = 25, 16000, 8
 
@@ -57,7 +57,7 @@ def test_mp4_frame_count_and_audio_duration(tmp_path):
 
 WRITER = textwrap.dedent("""
     import os, sys, numpy as np, torch
-    from hallo_core.io.video import Mp4Sink
+    from hallo_core.media.video import Mp4Sink
     path, kill_after, F, SR = sys.argv[1], int(sys.argv[2]), 8, 16000
     wav = (0.3 * np.sin(np.arange(5 * F * SR // 25) * 0.05)).astype(np.float32)
     s = Mp4Sink(path, wav, SR, preset="ultrafast")

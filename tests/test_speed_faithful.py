@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hallo_core.io.vae import VaeCodec
-from hallo_core.io.video import MemorySink
+from hallo_core.media.video import MemorySink
 from hallo_core.pipeline.generate import GenerationSettings, generate
 from hallo_core.pipeline.sampler import prepare_video
 from hallo_core.pipeline.reference_cache import reference_banks, reference_image_banks

@@ -9,7 +9,7 @@ import torch
 
 from hallo_core.upscale import UpscalerModels, upscale_video
 from hallo_core.upscale.background import rrdb_upscaler
-from hallo_core.upscale.video_io import probe, read_frames_bgr, write_video
+from hallo_core.media.video_io import probe, read_frames_bgr, write_video
 from tests.support.tiny_upscaler import (flat_frame, textured_frame, tiny_codeformer, tiny_detector,
                                          tiny_parser, tiny_rrdb)
 

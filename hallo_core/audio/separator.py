@@ -27,7 +27,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 
-from ..models_dir import rel_path
+from ..assets.layout import rel_path
 from .loading import resample
 
 log = logging.getLogger(__name__)

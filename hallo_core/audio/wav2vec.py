@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models_dir import rel_path
+from ..assets.layout import rel_path
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
-from ..models_dir import FACE_DETECTOR
+from ..assets.layout import FACE_DETECTOR
 from .runtime import get_session, missing_model_error
 
 DETECTOR_FILENAME = FACE_DETECTOR

@@ -16,7 +16,7 @@ from typing import Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from ..models_dir import FACE_RECOGNIZER
+from ..assets.layout import FACE_RECOGNIZER
 from .runtime import get_session, missing_model_error
 
 logger = logging.getLogger(__name__)

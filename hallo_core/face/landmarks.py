@@ -21,7 +21,7 @@ from typing import List, Optional
 
 import numpy as np
 
-from ..models_dir import FACE_LANDMARKER, HALLO_REPO, rel_path, repo_url
+from ..assets.layout import FACE_LANDMARKER, HALLO_REPO, rel_path, repo_url
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ _LOCK = threading.Lock()
 
 def missing_model_error(path: str, what: str) -> FileNotFoundError:
     """A FileNotFoundError that says which file is needed and where to get it."""
-    from .. import models_dir
+    from ..assets import layout as models_dir
 
     name = os.path.basename(str(path))
     folder = models_dir.rel_path("face_analysis")

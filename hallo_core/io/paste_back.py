@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..face.crop import DEFAULT_MAX_SIDE, CropBox, output_size
-from .video import FrameSink
+from ..media.video import FrameSink
 
 DEFAULT_FEATHER = 0.08  # width of the blend band, as a fraction of the crop side
 

@@ -13,7 +13,7 @@ from typing import Optional, Union
 
 import torch
 
-from .. import models_dir
+from ..assets import layout as models_dir
 
 LATENT_SCALE = 0.18215
 

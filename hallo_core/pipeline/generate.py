@@ -15,7 +15,7 @@ from typing import Callable, Optional, Union
 import torch
 
 from ..io.vae import VaeCodec
-from ..io.video import FrameSink, MemorySink
+from ..media.video import FrameSink, MemorySink
 from ..types import AudioFeatures, FaceData
 from .chain import audio_window, drop_motion_frames, first_motion_frames, next_motion_frames, plan_clips
 from .motion import MotionFrames, skip_clip_draws

@@ -1,7 +1,7 @@
 """Video file -> video file upscaling, and the ``python -m hallo_core upscale`` command.
 
 The weights are read from upstream's ``pretrained_models/`` layout, whose file names
-``hallo_core.models_dir`` holds (``UPSCALER_FILES``).
+``hallo_core.assets.layout`` holds (``UPSCALER_FILES``).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typing import Any, Callable, Optional, Union
 
 import torch
 
-from ..models_dir import UPSCALER_FILES as WEIGHT_FILES
+from ..assets.layout import UPSCALER_FILES as WEIGHT_FILES
 from .background import Upscaler, rrdb_upscaler
-from .video_io import probe, read_frames_bgr, write_video
+from ..media.video_io import probe, read_frames_bgr, write_video
 from .video_upscale import UpscaleReport, upscale_frames_bgr
 
 
@@ -98,7 +98,7 @@ def _pasted_bgr(frames, paster):
 
 
 def run_upscale(args: argparse.Namespace) -> int:
-    """Entry point of ``hallo upscale``: ``args`` are the CLI's parsed options (hallo_core/cli.py)."""
+    """Entry point of ``hallo upscale``: ``args`` are the CLI's parsed options (hallo_core/cli/upscale.py)."""
     import logging
     import sys
 

@@ -26,10 +26,10 @@ from typing import Dict, List, Optional
 
 REPO = Path(__file__).resolve().parents[2]
 WARM_MODULES = ("torch", "numpy", "PIL.Image", "av", "soundfile", "onnxruntime", "tqdm", "diffusers",
-                "transformers", "huggingface_hub", "hallo_core.cli", "hallo_core.cli_generate",
-                "hallo_core.preflight", "hallo_core.checks_models", "hallo_core.models", "hallo_core.audio",
+                "transformers", "huggingface_hub", "hallo_core.cli.main", "hallo_core.cli.generate",
+                "hallo_core.cli.preflight", "hallo_core.assets.manifest", "hallo_core.models", "hallo_core.audio",
                 "hallo_core.face", "hallo_core.pipeline.generate", "hallo_core.pipeline.full_frame",
-                "hallo_core.io.video", "hallo_core.io.vae", "hallo_core.upscale.file_upscale")
+                "hallo_core.media.video", "hallo_core.io.vae", "hallo_core.upscale.file_upscale")
 
 
 def available() -> bool:

@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from .errors import EXIT_SIGINT, EXIT_SIGTERM
+from ..errors import EXIT_SIGINT, EXIT_SIGTERM
 
 
 class Interrupted(KeyboardInterrupt):

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Union
 
-from . import checks, models_dir
-from .errors import UserError
-from .io.atomic import check_output_path
+from .. import checks
+from ..assets import layout as models_dir
+from ..errors import UserError
+from ..media.atomic import check_output_path
 
 PathLike = Union[str, os.PathLike]
 

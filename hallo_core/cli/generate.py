@@ -15,8 +15,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from .checks import Option, check_options
-from .errors import UserError, one_line
+from ..checks import Option, check_options
+from ..errors import UserError, one_line
 from .interrupts import interrupt_hint, print_hint
 
 GENERATE_OPTIONS = ("steps", "cfg", "seed", "pose_weight", "face_weight", "lip_weight", "size", "mask_rate",
@@ -46,8 +46,8 @@ def _side_file_clash(a) -> None:
 
 def _missing_models(models, bundle: str) -> None:
     """Every absent required component in one line (check_model_files stops at the first)."""
-    from . import models_dir as md
-    from .cli import OPTIONAL_COMPONENTS
+    from ..assets import layout as md
+    from .common import OPTIONAL_COMPONENTS
 
     try:
         m = md.resolve(models)
@@ -89,9 +89,9 @@ def _first_clause(e: Exception) -> str:
 def _frame(a, models, size: int):
     """Find and prepare the face; a picture that cannot be animated is a user error for --image."""
     try:
-        from .face.errors import BadImageError, FaceIndexError, NoFaceError
-        from .face.landmarks import LandmarkerUnavailableError
-        from .pipeline.full_frame import frame_input
+        from ..face.errors import BadImageError, FaceIndexError, NoFaceError
+        from ..face.landmarks import LandmarkerUnavailableError
+        from ..pipeline.full_frame import frame_input
     except ImportError as e:
         raise UserError(f"the face front end cannot be imported ({one_line(e, 160)})", "install",
                         "pip install -r requirements.txt") from e
@@ -115,9 +115,9 @@ def _frame(a, models, size: int):
 
 def _checks(a):
     """Everything that can fail before the weights are read; returns (preflight, resolved models)."""
-    from . import models_dir as md
-    from .checks import check_model_files
-    from .cli import _device, _fetch, _print_findings
+    from ..assets import layout as md
+    from ..checks import check_model_files
+    from .common import device as _device, fetch as _fetch, print_findings as _print_findings
     from .preflight import preflight_generate
 
     # the ranges first: a typo is reported before torch is even imported
@@ -155,16 +155,16 @@ def run_generate(a) -> int:
     import torch
     from tqdm import tqdm
 
-    from .audio import HalloWav2Vec, embed_audio, load_separator
-    from .audio.loading import open_waveform
-    from .cli import _dtype
-    from .io.checkpoints import load_hallo_weights
-    from .io.vae import VaeCodec, load_vae
-    from .io.video import Mp4Sink
-    from .models import build_hallo_net
-    from .pipeline.full_frame import write_sidecar
-    from .pipeline.generate import GenerationSettings, checkpoint_path_for, generate
-    from .pipeline.resume import discard_state, load_state
+    from ..audio import HalloWav2Vec, embed_audio, load_separator
+    from ..audio.loading import open_waveform
+    from .common import dtype as _dtype
+    from ..io.checkpoints import load_hallo_weights
+    from ..io.vae import VaeCodec, load_vae
+    from ..media.video import Mp4Sink
+    from ..models import build_hallo_net
+    from ..pipeline.full_frame import write_sidecar
+    from ..pipeline.generate import GenerationSettings, checkpoint_path_for, generate
+    from ..pipeline.resume import discard_state, load_state
 
     device = pf.device
     dtype = _dtype(a.dtype) if a.dtype else (torch.float16 if device.type == "cuda" else torch.float32)
@@ -241,7 +241,7 @@ def _stat(p: Path):
 
 
 def _interrupted(a, out: Path, framed, frames: int, resumed: bool, before) -> int:
-    from .pipeline.full_frame import sidecar_path, write_sidecar
+    from ..pipeline.full_frame import sidecar_path, write_sidecar
 
     if frames > 0:
         write_sidecar(out, framed, Path(a.image).resolve())  # upscale --paste-into reads it

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, Mapping, Optional, Tuple, Union
 
-from .checkpoints import CheckpointError
+from ..io.checkpoints import CheckpointError
 
 PathLike = Union[str, os.PathLike]
 

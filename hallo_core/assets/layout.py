@@ -9,7 +9,7 @@
     MODELS/audio_separator/Kim_Vocal_2.onnx
     MODELS/facelib/, MODELS/realesrgan/       (Hallo2 4K upscaling)
 
-Nothing is downloaded unless ``download`` is called explicitly (never at import).
+Nothing is downloaded here: fetching is :mod:`hallo_core.assets.download`, only on request.
 """
 
 from __future__ import annotations
@@ -164,33 +164,3 @@ def files_to_fetch(which: Union[str, Iterable[str]]) -> List[Tuple[str, str]]:
         _, repo, files, _ = COMPONENTS[c]
         out += [(repo, f) for f in files if (repo, f) not in out]
     return out
-
-
-def download(models: Union[str, Path], which: Union[str, Iterable[str]] = "hallo",
-             files: Optional[Iterable[Tuple[str, str]]] = None) -> Path:
-    """Fetch components (or a bundle name: hallo, hallo2, hallo2-4k) with huggingface_hub.
-
-    ``files`` ((repo, path) pairs, e.g. the missing part of a ``files_to_fetch`` plan) replaces
-    ``which``. Only called on explicit request (CLI ``download``, ``generate --download``, the
-    pack's download node).
-    """
-    from .errors import download_guard
-
-    root = Path(models).expanduser()
-    plan = files_to_fetch(which) if files is None else list(files)
-    by_repo: dict = {}
-    for repo, f in plan:
-        by_repo.setdefault(repo, []).append(f)
-    # a failure is one line naming what to place by hand, and leaves no empty folder behind
-    with download_guard(root, plan):
-        from huggingface_hub import snapshot_download
-
-        root.mkdir(parents=True, exist_ok=True)
-        for repo, files in by_repo.items():
-            snapshot_download(repo_id=repo, allow_patterns=files, local_dir=str(root))
-    # allow_patterns only filters the repo's listing: a file the repo lacks is skipped silently.
-    absent = [f"{f} (https://huggingface.co/{repo})" for repo, files in by_repo.items() for f in files
-              if not (root / f).is_file()]
-    if absent:
-        raise ModelFileMissing("the download finished without: " + ", ".join(absent))
-    return root

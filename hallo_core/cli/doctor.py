@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
-from .models_dir import CHECKPOINT_FILES, rel_path
+from ..assets.layout import CHECKPOINT_FILES, rel_path
 
 BUNDLES = ("hallo", "hallo2", "hallo2-4k")
 # what each job needs the bundle for; generate needs hallo or hallo2, upscale hallo2-4k
@@ -126,8 +126,8 @@ def check_file(path: Path, rel: str) -> str:
 
 def _component_of() -> Dict[str, Tuple[str, str]]:
     """relative path -> (component, repo), from the model-layout table."""
-    from .cli import DOWNLOAD_NAMES
-    from .models_dir import files_to_fetch
+    from .common import DOWNLOAD_NAMES
+    from ..assets.layout import files_to_fetch
 
     out: Dict[str, Tuple[str, str]] = {}
     # a component named like a bundle ("hallo") would expand to the bundle: map the others first
@@ -140,15 +140,15 @@ def _component_of() -> Dict[str, Tuple[str, str]]:
 
 def _own_files(bundle: str) -> List[str]:
     """Files no other bundle needs: present ones show that the user installed this bundle."""
-    from .models_dir import files_to_fetch
+    from ..assets.layout import files_to_fetch
 
     others = {rel for b in BUNDLES if b != bundle for _, rel in files_to_fetch(b)}
     return [rel for _, rel in files_to_fetch(bundle) if rel not in others]
 
 
 def check_models(root: Path, report: Report) -> None:
-    from .cli import OPTIONAL_COMPONENTS
-    from .models_dir import files_to_fetch
+    from .common import OPTIONAL_COMPONENTS
+    from ..assets.layout import files_to_fetch
 
     owner = _component_of()
     report.lines.append(f"models folder {root}")
@@ -208,7 +208,7 @@ def _legacy_landmarks() -> bool:
         import mediapipe as mp
     except ImportError:
         return False
-    from .face.landmarks import _legacy_facemesh_module
+    from ..face.landmarks import _legacy_facemesh_module
 
     return _legacy_facemesh_module(mp) is not None
 
@@ -259,7 +259,7 @@ def _check_landmarks(report: Report, models: Optional[Path]) -> None:
     except ImportError:
         report.add("PROBLEM", "mediapipe is not installed: pip install -r requirements.txt")
         return
-    from .face.landmarks import TASK_FILENAME, _legacy_facemesh_module
+    from ..face.landmarks import TASK_FILENAME, _legacy_facemesh_module
 
     version = getattr(mp, "__version__", "?")
     task = models / rel_path("face_analysis") / TASK_FILENAME if models else None

@@ -30,8 +30,8 @@ SIZE, SECONDS, STEPS = 64, 0.8, 2  # 20 frames: two clips, so the clip chaining 
 
 
 def _face(size: int):
-    from .face.masks import face_region, mask_levels, masks_from_boxes, reference_pixels
-    from .types import FaceData
+    from ..face.masks import face_region, mask_levels, masks_from_boxes, reference_pixels
+    from ..types import FaceData
     import torch
 
     yy, xx = np.mgrid[0:size, 0:size]
@@ -50,11 +50,11 @@ def run_selftest(out: Union[str, Path], device: str = "cpu") -> dict:
     from diffusers import AutoencoderKL
     from transformers import Wav2Vec2Config
 
-    from .audio import HalloWav2Vec, embed_audio
-    from .io.vae import VaeCodec
-    from .io.video import Mp4Sink
-    from .models import build_hallo_net
-    from .pipeline.generate import GenerationSettings, generate
+    from ..audio import HalloWav2Vec, embed_audio
+    from ..io.vae import VaeCodec
+    from ..media.video import Mp4Sink
+    from ..models import build_hallo_net
+    from ..pipeline.generate import GenerationSettings, generate
 
     t0 = time.perf_counter()
     torch.manual_seed(0)

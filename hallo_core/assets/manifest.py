@@ -2,7 +2,7 @@
 
 The expected keys come from building each model on the meta device (no memory, no weights):
 the Hallo network from the folder's UNet config, the VAE from its config.json, wav2vec2 from
-its config.json. The files are read only as far as their key lists (:mod:`hallo_core.io.headers`),
+its config.json. The files are read only as far as their key lists (:mod:`hallo_core.assets.headers`),
 so a wrong, truncated or unsafe file is named before the audio is embedded.
 """
 
@@ -14,10 +14,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
-from . import models_dir
-from .errors import UserError, one_line
-from .io.checkpoints import CheckpointError
-from .io.headers import compare_manifest, manifest, onnx_check, zip_check
+from . import layout as models_dir
+from ..errors import UserError, one_line
+from ..io.checkpoints import CheckpointError
+from .headers import compare_manifest, manifest, onnx_check, zip_check
 
 
 def _refetch(component: str) -> str:
@@ -37,14 +37,14 @@ def _shapes(module) -> Dict[str, Tuple[int, ...]]:
 
 @lru_cache(maxsize=4)
 def _net_keys(config_json: str) -> Dict[str, Tuple[int, ...]]:
-    from .models import build_hallo_net
+    from ..models import build_hallo_net
 
     return _shapes(build_hallo_net(json.loads(config_json), device="meta"))
 
 
 def expected_net_keys(unet_config: Union[None, dict, PathLike] = None) -> Dict[str, Tuple[int, ...]]:
     """Keys and shapes of net.pth for a UNet config (None = SD1.5), from the network built on meta."""
-    from .models.config import load_unet_config
+    from ..models.config import load_unet_config
 
     cfg = unet_config if isinstance(unet_config, dict) else load_unet_config(unet_config)
     return dict(_net_keys(json.dumps(cfg, sort_keys=True)))
@@ -122,7 +122,7 @@ def check_wav2vec_folder(folder: PathLike, where: str = "--models") -> None:
     import torch
     from transformers import Wav2Vec2Config
 
-    from .audio.wav2vec import HalloWav2Vec, _convert_keys
+    from ..audio.wav2vec import HalloWav2Vec, _convert_keys
 
     folder = Path(folder)
     fix = _refetch("wav2vec")
@@ -188,7 +188,7 @@ def check_model_files(models: PathLike, bundle: str = "hallo", separator: bool =
 
     Returns notes (optional parts absent); raises UserError for the first bad or missing file.
     """
-    from . import models_dir as md
+    from . import layout as md
 
     try:
         m = md.resolve(models)
