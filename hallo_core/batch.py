@@ -325,6 +325,8 @@ def run_batch(session, jobs: Union[Sequence, Sequence[Entry]], state: Optional[B
                 o.message = "stopped" if result is None else f"{result.frames_written} of {result.n_frames} frames kept"
             else:
                 o.status = DONE
+                if result.resumed_from:
+                    o.message = f"continued from frame {result.resumed_from}"
                 if state is not None:
                     state.record(e.key, e.job.out_path, time.time() - t0)
         o.seconds = time.time() - t0

@@ -64,7 +64,8 @@ class Worker:
         if result is None or result.interrupted:
             kept = 0 if result is None else result.frames_written
             return {"status": INTERRUPTED, "message": f"{kept} frames kept", "seconds": time.time() - t0}
-        return {"status": DONE, "message": "", "seconds": time.time() - t0, "frames": result.frames_written}
+        return {"status": DONE, "seconds": time.time() - t0, "frames": result.frames_written,
+                "message": f"continued from frame {result.resumed_from}" if result.resumed_from else ""}
 
     def stop(self) -> None:
         """Ends the job in flight at its next denoising step (its finished clips stay on disk)."""
