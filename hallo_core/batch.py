@@ -201,6 +201,7 @@ class Outcome:
     out: str = ""
     message: str = ""  # the one line of a bad, failed or interrupted job
     attempts: int = 0  # runs started (Ray retries a job whose worker died)
+    traceback: str = ""  # of a job that failed in the engine
 
     @property
     def ok(self) -> bool:
@@ -319,6 +320,10 @@ def run_batch(session, jobs: Union[Sequence, Sequence[Entry]], state: Optional[B
             o.status, o.message, stopped = INTERRUPTED, "stopped by a signal", True
         except Exception as exc:  # one job's fault is reported and the batch goes on
             o.status, o.message = describe_failure(exc)
+            if o.status == FAILED:
+                import traceback
+
+                o.traceback = traceback.format_exc()
         else:
             if result is None or result.interrupted:
                 o.status, stopped = INTERRUPTED, True

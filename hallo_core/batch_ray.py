@@ -59,8 +59,11 @@ class Worker:
         try:
             result = run_one(self.session, job, self.frame, None, self._stop.is_set)
         except Exception as e:  # reported by the driver as the job's one line
+            import traceback
+
             status, message = describe_failure(e)
-            return {"status": status, "message": message, "seconds": time.time() - t0}
+            return {"status": status, "message": message, "seconds": time.time() - t0,
+                    "traceback": traceback.format_exc() if status == FAILED else ""}
         if result is None or result.interrupted:
             kept = 0 if result is None else result.frames_written
             return {"status": INTERRUPTED, "message": f"{kept} frames kept", "seconds": time.time() - t0}
@@ -173,7 +176,7 @@ def run_batch_ray(entries, state, models: str, *, address: Optional[str] = None,
                             actors[w], info[w] = start(w)
                             idle.append(w)
                         continue
-                    o.status, o.message = r["status"], r["message"]
+                    o.status, o.message, o.traceback = r["status"], r["message"], r.get("traceback", "")
                     o.seconds += r["seconds"]
                     if o.status == DONE and state is not None:
                         state.record(e.key, e.job.out_path, o.seconds)

@@ -173,6 +173,10 @@ def run(a, gen: argparse.ArgumentParser) -> int:
             _run_ray(a, entries, state, len(todo))
         else:
             _run_here(a, entries, state, len(todo))
+    if a.debug:
+        for e in entries:
+            if e.outcome.traceback:
+                print(f"job {e.outcome.index}:\n{e.outcome.traceback}", file=sys.stderr)
     print(summary_table([e.outcome for e in entries]), flush=True)
     if a.guard.stopped:
         print(f"interrupted ({a.guard.signal_name}): the job in flight keeps its playable partial file and "
