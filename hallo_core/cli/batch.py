@@ -36,7 +36,7 @@ def add_arguments(b: argparse.ArgumentParser) -> None:
                    help="default: fp16 on CUDA (upstream's), fp32 on CPU")
     b.add_argument("--download", action="store_true", help="fetch missing official weights first")
     b.add_argument("--state", default=None,
-                   help="where the finished jobs are recorded (default: JOBS.state.json beside JOBS)")
+                   help="the file that records the finished jobs (None: JOBS.state.json beside JOBS)")
     b.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                    help="run the jobs on a Ray cluster (pip install \".[ray]\"): one worker per GPU, or per CPU "
                         "slot without GPUs; ADDRESS of a running cluster (ray start --head prints it; auto finds "
@@ -162,6 +162,12 @@ def run(a, gen: argparse.ArgumentParser) -> int:
     """The command: check every row, run what is left, print the summary; the exit code."""
     from ..batch import exit_code, pending, summary_table
 
+    if a.ray:
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:  # before the rows are checked: the run could not start
+            raise UserError("Ray is not installed", "--ray", 'pip install ".[ray]" (or pip install ray), or leave '
+                            "--ray out to run the jobs in this process")
     entries, state = _prepare(a, gen)
     todo = pending(entries, state)
     for e in entries:
