@@ -91,6 +91,8 @@ def _row_namespace(row, models: str, base: Path, gen: argparse.ArgumentParser, b
         raise UserError(one_line(message[0] if message else "cannot be read").replace("--", ""), "JOBS",
                         "fix the row (its fields are generate's options, without --)") from None
     a.device, a.dtype, a.download, a.resume = batch.device, batch.dtype, batch.download, True
+    if batch.ray:
+        a.device = "cpu"  # the workers' GPUs need not exist where the rows are checked; each worker uses --device
     a.argv, a.prog, a.guard = batch.argv, batch.prog, batch.guard
     return a
 
