@@ -82,15 +82,17 @@ def frame_face(
     det = detector if detector is not None else get_face_detector(detector_path, providers, backend)
     faces = detect_faces(rgb, det)
     if not faces:
-        raise NoFaceError(f"no face found in the {rgb.shape[1]}x{rgb.shape[0]} image: use a photo with a clearly "
-                          f"visible, roughly frontal face at least {min_face} pixels tall")
+        raise NoFaceError(f"no face found in the {rgb.shape[1]}x{rgb.shape[0]} image",
+                          fix=f"use a photo with a clearly visible, roughly frontal face at least {min_face} pixels "
+                              "tall, or use {=no_face} fallback to animate it anyway (upstream's fallback: no "
+                              "identity, the whole picture as the face)")
     largest = choose_face(faces)
     index = choose_face(faces, face_index)
     face = faces[index]
     if face.side < min_face:
         raise FaceTooSmallError(
-            f"face {index} is only {face.side:.0f} pixels across; at least {min_face} are needed to animate "
-            "it: use a larger photo, or one taken closer to the face")
+            f"face {index} is only {face.side:.0f} pixels across; at least {min_face} are needed to animate it",
+            fix="use a larger photo, or one taken closer to the face")
     h, w = rgb.shape[:2]
     crop = crop_for_face(face.box, w, h, margin)
     faithful = index == largest and fills_square(w, h, face.box)

@@ -14,6 +14,7 @@ from typing import Callable, Optional, Union
 
 import torch
 
+from ..errors import ResumeMismatchError
 from ..io.vae import VaeCodec
 from ..media.video import FrameSink, MemorySink
 from ..types import AudioFeatures, FaceData
@@ -164,8 +165,9 @@ def generate(
     state = load_state(ckpt) if (resume and ckpt is not None and ckpt.is_file()) else None
     if state is not None:
         if state.input_hash != input_hash:
-            raise ValueError(f"resume checkpoint {ckpt} was written for other inputs or settings; "
-                             "delete it or run without resume")
+            raise ResumeMismatchError(f"the resume checkpoint {ckpt} was written for other inputs or settings",
+                                      fix="give the inputs and settings of the interrupted run, or delete "
+                                          f"{ckpt.name} to start over", path=str(ckpt))
         start_clip, motion = state.next_clip, state.motion
         generator.set_state(state.rng_state)
     start_frame = plan[start_clip][0] if start_clip < n_clips else audio.num_frames
