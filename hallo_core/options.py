@@ -77,6 +77,15 @@ class Spec:
     def numeric(self) -> bool:
         return self.kind in (int, float) and not self.choices
 
+    @property
+    def accepts(self) -> str:
+        """The values it takes, in words (docs/errors.md lists them)."""
+        if self.kind is bool:
+            return "on / off"
+        if self.choices:
+            return ", ".join(str(c) for c in self.choices)
+        return f"{_fmt(self.lo)} to {_fmt(self.hi)}" + (f", a multiple of {self.multiple}" if self.multiple > 1 else "")
+
     def describe(self) -> str:
         """What the option accepts, as the fix of an error line."""
         if not self.numeric:
@@ -88,6 +97,8 @@ class Spec:
 
 
 def _fmt(v) -> str:
+    if isinstance(v, int):
+        return str(v)
     return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else f"{v:g}"
 
 
@@ -204,7 +215,12 @@ def spec(key: str) -> Spec:
 def node_value(key: str, value: Any) -> Any:
     """A widget's value in the engine's type (a combo of numbers holds their text)."""
     s = OPTIONS[key]
-    return s.kind(value) if s.choices and s.kind is not str and value is not None else value
+    if s.choices and s.kind is not str and value is not None:
+        try:
+            return s.kind(value)
+        except (TypeError, ValueError):
+            return value  # refused as not one of the choices
+    return value
 
 
 def unset_to_none(key: str, value: Any) -> Any:
@@ -234,7 +250,7 @@ def check_option(key: str, value: Any, table: Mapping[str, Spec] = OPTIONS) -> A
     f = float(value)
     if not math.isfinite(f):
         raise UserError(f"{{={key}}} is {value}, not a finite number", key, s.describe())
-    if s.kind is int and f != int(value):
+    if s.kind is int and not isinstance(value, numbers.Integral) and not f.is_integer():
         raise UserError(f"{{={key}}} is {value}, not a whole number", key, s.describe())
     v = int(value) if s.kind is int else f
     if not s.lo <= v <= s.hi or (s.multiple > 1 and v % s.multiple):

@@ -32,7 +32,8 @@ class HalloLongVideo(io.ComfyNode):
                         "an mp4 with the audio as it goes (playable up to the last finished clip); after a "
                         "Cancel or a crash, queue the same prompt again and it continues from there. 'image' "
                         "mode returns IMAGE frames for short videos.",
-            inputs=sampler.model_inputs() + sampler.sampling_inputs() + O.inputs("mask_rate") + C.file_output_inputs(
+            inputs=sampler.model_inputs() + sampler.sampling_inputs() + O.inputs("mask_rate")
+            + C.file_output_inputs(
                 "hallo2/long", "return all frames as IMAGE (short videos).",
                 "stream an mp4 to the output folder and return it as VIDEO (any length).",
                 "Output file name prefix (file mode), relative to the output folder. "
@@ -59,8 +60,8 @@ class HalloLongVideo(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, seed, steps, cfg, pose_weight, face_weight, lip_weight, mask_rate, filename_prefix,
-                        cfg_steps=0) -> bool | str:
+    def validate_inputs(cls, steps, cfg, mask_rate, filename_prefix, cfg_steps=0, seed=None, pose_weight=None,
+                        face_weight=None, lip_weight=None) -> bool | str:
         why = C.prefix_problem(filename_prefix) if filename_prefix is not None else None
         if why:
             return why

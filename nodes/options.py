@@ -28,8 +28,9 @@ def words(key: str) -> str:
 
 
 def node_error(e: UserError) -> UserError:
-    """``e`` naming its inputs as the node does (raise it from a node's execute)."""
-    return e.placed(words)
+    """``e`` as the nodes raise it: a UserError with the same what and fix, naming its input as the
+    node does (the engine's finer kinds matter to Python callers, not in ComfyUI's error box)."""
+    return UserError(e.what, e.key, e.fix).placed(words)
 
 
 def node_text(text: str) -> str:

@@ -155,7 +155,8 @@ class HalloSampler(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, seed, steps, cfg, pose_weight, face_weight, lip_weight, cfg_steps=0) -> bool | str:
+    def validate_inputs(cls, steps, cfg, cfg_steps=0, seed=None, pose_weight=None, face_weight=None,
+                        lip_weight=None) -> bool | str:
         return O.validate(seed=seed, steps=steps, cfg=cfg, pose_weight=pose_weight, face_weight=face_weight,
                           lip_weight=lip_weight, cfg_steps=cfg_steps)
 

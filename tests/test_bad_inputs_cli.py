@@ -296,7 +296,9 @@ def _net_file(job) -> Path:
 CONVERT_ROWS = [
     ("src-missing", lambda j: ["convert", str(j["dir"] / "nope.pth"), str(j["out"])], "does not exist"),
     ("dst-is-src", lambda j: ["convert", str(j["src"]), str(j["src"])], "is the src file"),
-    ("src-unsafe-pickle", lambda j: ["convert", str(j["evil"]), str(j["out"])], "was refused"),
+    ("src-unsafe-pickle", lambda j: ["convert", str(j["evil"]), str(j["out"].with_suffix(".safetensors"))],
+     "was refused"),
+    ("dst-not-safetensors", lambda j: ["convert", str(j["src"]), str(j["out"])], "name it video.safetensors"),
     ("src-truncated-over-existing-dst", lambda j: ["convert", str(j["cut"]), str(j["dst"])], "truncated or corrupt"),
 ]
 

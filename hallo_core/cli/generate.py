@@ -202,6 +202,9 @@ def run_generate(a) -> int:
         bar.close()
         kept = load_state(ckpt).frames_done if ckpt.is_file() else 0
         return _interrupted(a, out, framed, kept, resume, before)
+    except Exception:
+        bar.close()  # the error line starts a line of its own
+        raise
     bar.close()
     if result.interrupted:
         return _interrupted(a, out, framed, result.frames_written, resume, before)

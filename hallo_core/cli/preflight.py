@@ -99,7 +99,7 @@ def preflight_convert(src: PathLike, dst: PathLike) -> Preflight:
     s = Path(os.path.expanduser(os.fspath(src)))
     if not s.is_file():
         raise UserError(f"weights file {src} does not exist", "src", f"give {models_dir.rel_path('hallo')} or {models_dir.rel_path('hallo2')}")
-    check_output_path(dst, {"src": src}, key="dst", suffixes=(".safetensors",), kind="safetensors file")
+    check_output_path(dst, {"src": src}, key="dst", suffixes=(".safetensors",), kind="a safetensors file")
     checks.check_torch_file(s, f"give an unchanged official {os.path.basename(models_dir.rel_path('hallo'))}",
                             key="src")
     return pf

@@ -119,7 +119,7 @@ def output_size(width: int, height: int, max_side: int = DEFAULT_MAX_SIDE) -> Tu
 
 def fills_square(width: int, height: int, face_box, min_fill: float = FILL_FRACTION,
                  tolerance: float = SQUARE_TOLERANCE) -> bool:
-    """Whether the picture already looks like Hallo's input, so today's faithful path applies.
+    """Whether the picture already looks like Hallo's input, so upstream's faithful path applies.
 
     True when the image is square within ``tolerance`` of its long side and the face box's
     long side spans at least ``min_fill`` of the image's short side. Such a picture goes

@@ -219,8 +219,8 @@ def choose_face(faces: Sequence[FaceBox], index: Optional[int] = None) -> int:
     n = len(faces)
     if not 0 <= int(index) < n:
         which = "1 face was" if n == 1 else f"{n} faces were"
-        raise FaceIndexError(f"face index {index} does not exist: {which} found, numbered 0 (leftmost) "
-                             f"to {n - 1} (rightmost)", fix="pick one of those")
+        raise FaceIndexError(f"face index {index} does not exist",
+                             fix=f"{which} found, numbered 0 (leftmost) to {n - 1} (rightmost): pick one of those")
     return int(index)
 
 

@@ -103,8 +103,8 @@ def prepare_framed_face(framing: FaceFraming, models=None, size: int = 512, fram
                         **kwargs):
     """:func:`prepare_face` on what ``framing`` chose: the whole picture or the face's crop.
 
-    ``frame``: "auto" takes the whole picture when ``framing.faithful`` (today's path, the
-    same call as before) and the crop otherwise; "crop" always crops; "stretch" squashes
+    ``frame``: "auto" takes the whole picture when ``framing.faithful`` (upstream's path, the
+    plain :func:`prepare_face` call) and the crop otherwise; "crop" always crops; "stretch" squashes
     the whole picture as upstream does. For a crop, ``crop_box`` and ``source_size`` of
     the result say where to paste the frames back, and ``landmarks`` are shifted to
     source pixels. Other keyword arguments go to :func:`prepare_face`.

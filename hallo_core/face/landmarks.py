@@ -48,7 +48,7 @@ def _import_mediapipe():
 
 
 def _legacy_facemesh_module(mp):
-    """mediapipe.solutions.face_mesh, or None when this mediapipe no longer ships it."""
+    """mediapipe.solutions.face_mesh, or None when this mediapipe does not ship it."""
     try:
         solutions = mp.solutions
         return solutions.face_mesh

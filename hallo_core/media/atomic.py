@@ -53,7 +53,7 @@ def _is_within(p: Path, folder: Path) -> bool:
 
 def check_output_path(out: PathLike, inputs: Optional[Dict[str, Union[PathLike, Iterable[PathLike], None]]] = None,
                       key: str = "out", suffixes: Iterable[str] = MP4_SUFFIXES,
-                      kind: str = "MP4 video (H.264 + AAC)") -> None:
+                      kind: str = "an MP4 video (H.264 + AAC)") -> None:
     """Refuse an output that would destroy an input, that cannot be written, or that is misnamed.
 
     Args:
@@ -104,7 +104,7 @@ def check_output_path(out: PathLike, inputs: Optional[Dict[str, Union[PathLike, 
     suffixes = tuple(s.lower() for s in suffixes)
     if suffixes and path.suffix.lower() not in suffixes:
         ext = path.suffix or "no extension"
-        raise OutputError(f"{raw} has {ext}, but the file written is an {kind}", key,
+        raise OutputError(f"{raw} has {ext}, but the file written is {kind}", key,
                           f"name it {path.with_suffix(suffixes[0]).name} ({', '.join(suffixes)})")
 
 
@@ -121,6 +121,7 @@ def atomic_output(final: PathLike) -> Iterator[Path]:
     file there is replaced only then). On any exception, interrupts included, the temporary file is
     removed and ``final`` is left as it was."""
     final = Path(final)
+    made = [d for d in (final.parent, *final.parent.parents) if not d.exists()]  # deepest first
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path_for(final)
     try:
@@ -128,6 +129,9 @@ def atomic_output(final: PathLike) -> Iterator[Path]:
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        for d in made:  # the folders made for it go too, when nothing else was put there
+            with contextlib.suppress(OSError):
+                d.rmdir()
         raise
     if not tmp.is_file():
         raise RuntimeError(f"atomic_output: nothing was written to {tmp}")

@@ -4,7 +4,7 @@
 photo, finds and picks the face, and decides how the video is framed:
 
 * ``whole``: the picture goes to the model whole (a square photo the face fills, in auto
-  mode: today's faithful path, the very same ``prepare_face`` call; or ``stretch``:
+  mode: upstream's faithful path, the very same ``prepare_face`` call; or ``stretch``:
   upstream's squash of any photo into the square);
 * ``square``: the square crop around the face is the video;
 * ``paste``: the crop is animated and every clip is pasted back into the photo as it
