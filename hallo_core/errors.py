@@ -133,11 +133,6 @@ class InstallError(UserError):
     default_key = "install"
 
 
-def as_user_error(exc: BaseException) -> Optional[UserError]:
-    """``exc`` when it is a user error, else None (an internal fault: the traceback stays)."""
-    return exc if isinstance(exc, UserError) else None
-
-
 __all__ = ["EXIT_USER", "EXIT_SIGINT", "EXIT_SIGTERM", "Words", "UserError", "ImageError", "FaceError",
            "AudioError", "ModelMissingError", "WeightsError", "ResumeMismatchError", "OutputError", "InstallError",
-           "one_line", "fill", "as_user_error"]
+           "one_line", "fill"]

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, FrozenSet, Mapping, Optional, Sequence, Tuple
 
 from .errors import UserError
-from .face.crop import DEFAULT_FEATHER, DEFAULT_MARGIN, DEFAULT_MAX_SIDE, DETECTORS
+from .face.defaults import DEFAULT_FEATHER, DEFAULT_MARGIN, DEFAULT_MAX_SIDE, DETECTORS
 from .pipeline.full_frame import FRAME_MODES
 from .pipeline.scheduler import SCHEDULER_NAMES
 from .upscale.windows import SCALES

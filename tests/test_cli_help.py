@@ -30,7 +30,7 @@ def test_help_is_fast_and_imports_no_torch(cmd):
     code = ("import sys, runpy; sys.argv = ['hallo'] + sys.argv[1:]\n"
             "try:\n    runpy.run_module('hallo_core', run_name='__main__')\n"
             "except SystemExit as e:\n    assert e.code == 0, e.code\n"
-            "heavy = [m for m in ('torch', 'cv2', 'mediapipe', 'transformers', 'diffusers') if m in sys.modules]\n"
+            "heavy = [m for m in ('torch', 'numpy', 'cv2', 'mediapipe', 'transformers', 'diffusers') if m in sys.modules]\n"
             "assert not heavy, heavy\n")
     env = dict(os.environ, PYTHONPATH=str(REPO))
     t0 = time.perf_counter()
@@ -67,6 +67,7 @@ def test_the_cli_offers_the_engine_tables_themselves():
     from hallo_core.assets import layout as models_dir
     from hallo_core.cli import main as cli
     from hallo_core.face.crop import DEFAULT_MARGIN, DEFAULT_MAX_SIDE
+    from hallo_core.face.find import DETECTORS
     from hallo_core.pipeline.full_frame import FRAME_MODES
     from hallo_core.pipeline.scheduler import SCHEDULER_NAMES
     from hallo_core.upscale.video_upscale import SCALES
@@ -74,6 +75,7 @@ def test_the_cli_offers_the_engine_tables_themselves():
     assert _choices("generate", "scheduler") is SCHEDULER_NAMES
     assert _choices("generate", "frame") is FRAME_MODES
     assert _choices("upscale", "upscale") is SCALES
+    assert _choices("generate", "detector") is DETECTORS
     g = _subparsers()["generate"].parse_args(["--models", "M", "--image", "i", "--audio", "a", "--out", "o"])
     assert (g.margin, g.max_side, g.frame, g.face) == (DEFAULT_MARGIN, DEFAULT_MAX_SIDE, "auto", -1)
     # every name download accepts is listed in its --help, and nothing else
@@ -94,7 +96,7 @@ def test_the_engine_tables_import_without_torch():
             "import hallo_core.models, hallo_core.models.upscaler, hallo_core.upscale\n"
             "from hallo_core.pipeline.full_frame import FRAME_MODES\n"
             "from hallo_core.upscale.windows import SCALES\n"
-            "heavy = [m for m in ('torch', 'cv2', 'mediapipe', 'transformers', 'diffusers') if m in sys.modules]\n"
+            "heavy = [m for m in ('torch', 'numpy', 'cv2', 'mediapipe', 'transformers', 'diffusers') if m in sys.modules]\n"
             "assert not heavy, heavy\n"
             "from hallo_core.models import build_hallo_net\n"  # the lazy re-export still works
             "assert 'torch' in sys.modules\n")

@@ -100,25 +100,30 @@ def check_vae_folder(folder: PathLike) -> None:
     folder = Path(folder)
     fix = _refetch("vae")
     vae_config(folder)
-    weights = [folder / n for n in ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
-               if (folder / n).is_file()]
-    if not weights:
-        raise ModelMissingError(f"no VAE weights in {folder} (diffusion_pytorch_model.safetensors)", fix=fix,
-                                component="vae", path=str(folder))
+    weights = _weights_file(folder, ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin"), "vae")
     try:
-        found = manifest(weights[0])
+        found = manifest(weights)
         if found is None:
             return
         want = _vae_expected(folder)
         plain = {k: v for k, v in want.items() if ".attentions." not in k}
-        compare_manifest({k: v for k, v in found.items() if ".attentions." not in k}, plain, str(weights[0]),
+        compare_manifest({k: v for k, v in found.items() if ".attentions." not in k}, plain, str(weights),
                          "the VAE of its config.json")
         n_att = sum(".attentions." in k for k in want)
         got_att = sum(".attentions." in k for k in found)
         if n_att != got_att:
-            raise CheckpointError(f"{weights[0]} has {got_att} attention tensors, the VAE needs {n_att}")
+            raise CheckpointError(f"{weights} has {got_att} attention tensors, the VAE needs {n_att}")
     except CheckpointError as e:
         raise _fail(e, fix) from None
+
+
+def _weights_file(folder: Path, names: Tuple[str, ...], component: str) -> Path:
+    """The first of ``names`` in ``folder``, or the ModelMissingError naming the component."""
+    for n in names:
+        if (folder / n).is_file():
+            return folder / n
+    raise ModelMissingError(f"no {component} weights in {folder} ({names[0]})", fix=_refetch(component),
+                            component=component, path=str(folder))
 
 
 def check_wav2vec_folder(folder: PathLike) -> None:
@@ -139,12 +144,9 @@ def check_wav2vec_folder(folder: PathLike) -> None:
     except (OSError, ValueError) as e:
         raise WeightsError(f"the wav2vec2 config in {folder} cannot be read ({one_line(e, 120)})", fix=fix,
                            path=str(folder / "config.json")) from None
-    weights = [folder / n for n in ("model.safetensors", "pytorch_model.bin") if (folder / n).is_file()]
-    if not weights:
-        raise ModelMissingError(f"no wav2vec2 weights in {folder} (model.safetensors)", fix=fix,
-                                component="wav2vec", path=str(folder))
+    weights = _weights_file(folder, ("model.safetensors", "pytorch_model.bin"), "wav2vec")
     try:
-        found = manifest(weights[0])
+        found = manifest(weights)
         if found is None:
             return
         with torch.device("meta"):
@@ -152,7 +154,7 @@ def check_wav2vec_folder(folder: PathLike) -> None:
         found = _convert_keys(found)
         found.pop("masked_spec_embed", None)
         want.pop("masked_spec_embed", None)
-        compare_manifest(found, want, str(weights[0]), "wav2vec2 of its config.json")
+        compare_manifest(found, want, str(weights), "wav2vec2 of its config.json")
     except CheckpointError as e:
         raise _fail(e, fix) from None
 

@@ -56,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
 
     u = sub.add_parser("upscale", help="Hallo2 temporal face restoration + background upscaling of a video",
                        description="Upscale a video (e.g. generate's 512 px output) with Hallo2's temporal "
-                                   "CodeFormer and RealESRGAN x2; the input's audio is copied.")
+                                   "CodeFormer and RealESRGAN x2; the input's audio is copied.", formatter_class=fmt)
     upscale.add_arguments(u)
 
     c = sub.add_parser("convert", help=f"convert {os.path.basename(_NET)} to fp16 safetensors", formatter_class=fmt)

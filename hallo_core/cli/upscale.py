@@ -16,7 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-i", "--input", required=True, help="input video (any format PyAV reads)")
     p.add_argument("-o", "--output", required=True, help="output .mp4")
     p.add_argument("--models", default="pretrained_models", help=f"models folder with {_UPSCALE_DIRS}")
-    p.add_argument("--device", default=None, help="cuda / cpu (default: cuda if available)")
+    p.add_argument("--device", default=None, help="cuda / cpu; unset: cuda if available")
     p.add_argument("--fp16", action="store_true", help="half precision on CUDA")
     add_options(p, UPSCALE_OPTIONS[:-1])
     p.add_argument("--no-bg-upsampler", action="store_true", help="Lanczos-only background (not upstream)")
@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="paste the restored crop video (from generate --frame square) back into the photo; "
                         "IMAGE defaults to the source named in INPUT.framing.json")
     p.add_argument("--framing", default=None, metavar="JSON",
-                   help="crop record for --paste-into (default: INPUT.framing.json, written by generate)")
+                   help="crop record for --paste-into; unset: INPUT.framing.json, written by generate")
     add_options(p, UPSCALE_OPTIONS[-1:])
     # upstream's video_sr.py spellings of the options that are not in the schema
     _alias(p, "--model_dir", "models")

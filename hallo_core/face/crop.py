@@ -11,13 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
+import cv2
 import numpy as np
 
-DEFAULT_MARGIN = 0.75
+from .defaults import DEFAULT_MARGIN, DEFAULT_MAX_SIDE
+
 MIN_MARGIN = 0.1  # what is kept before padding when the image is too small for the full margin
-DEFAULT_MAX_SIDE = 1920
-DEFAULT_FEATHER = 0.08  # width of the paste-back blend band, as a fraction of the crop side
-DETECTORS = ("auto", "scrfd", "mediapipe")  # the face finders: auto = SCRFD when its file is there
 MIN_FACE_SIZE = 64  # pixels of the face box's long side in the source image
 SQUARE_TOLERANCE = 0.02
 FILL_FRACTION = 0.25
@@ -60,8 +59,6 @@ class CropBox:
         if rgb.shape[:2] != (self.height, self.width):
             raise ValueError(f"crop was made for {self.width}x{self.height}, image is "
                              f"{rgb.shape[1]}x{rgb.shape[0]}")
-        import cv2  # here, not at the top: the CLI reads this module's defaults for --help
-
         left, top, right, bottom = self.pad
         x0, y0, x1, y1 = self.box
         part = rgb[max(y0, 0):min(y1, self.height), max(x0, 0):min(x1, self.width)]

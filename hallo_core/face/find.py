@@ -23,7 +23,7 @@ from typing import List, Optional, Sequence
 import cv2
 import numpy as np
 
-from .crop import DETECTORS
+from .defaults import DETECTORS
 from .detect import DETECTOR_FILENAME, SCRFD
 from .errors import FaceIndexError, NoFaceError
 

@@ -14,7 +14,8 @@ import cv2
 import numpy as np
 import torch
 
-from ..face.crop import DEFAULT_FEATHER, DEFAULT_MAX_SIDE, CropBox, output_size
+from ..face.crop import DEFAULT_MAX_SIDE, CropBox, output_size
+from ..face.defaults import DEFAULT_FEATHER
 from ..media.video import FrameSink
 
 

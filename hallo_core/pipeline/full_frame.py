@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Union
 
-from ..face.crop import DEFAULT_FEATHER, DEFAULT_MARGIN, DEFAULT_MAX_SIDE, CropBox
+from ..face.defaults import DEFAULT_FEATHER, DEFAULT_MARGIN, DEFAULT_MAX_SIDE
 
-if TYPE_CHECKING:  # imported where used: the CLI reads FRAME_MODES for --help without torch
+if TYPE_CHECKING:  # imported where used: the CLI reads FRAME_MODES for --help without numpy or torch
+    from ..face.crop import CropBox
     from ..io.paste_back import FramePaster
 
 FRAME_MODES = ("auto", "square", "stretch")
@@ -165,6 +166,7 @@ def paster_from_sidecar(sidecar: Union[str, os.PathLike], image: Union[str, os.P
     """
     from ..errors import ImageError, UserError
     from ..face import check_image, load_image
+    from ..face.crop import CropBox
     from ..io.paste_back import FramePaster
 
     fix = "give the photo and crop record of a `generate --frame square` run"
