@@ -277,15 +277,11 @@ def run_one(session, job, frame: Optional[Callable] = None, progress: Optional[C
 
 
 def describe_failure(e: BaseException) -> tuple:
-    """(status, one line) of an exception that ended a job."""
-    from .errors import as_user_error
+    """(status, one line) of an exception that ended a job; user errors in the CLI's words."""
+    from .cli.common import words
 
-    ue = e if isinstance(e, UserError) else as_user_error(e)
-    if ue is not None:
-        return BAD, ue.cli_line
-    if type(e).__name__ == "ResumeMismatchError":
-        return BAD, (f"error: {one_line(e)} (the output's .resume.pt): give the row the inputs and settings of the "
-                     "interrupted run, or delete the checkpoint to start over")
+    if isinstance(e, UserError):
+        return BAD, e.placed(words).cli_line
     return FAILED, f"{type(e).__name__}: {one_line(e, 300)}"
 
 

@@ -1,18 +1,31 @@
-"""User errors: one line that says what is wrong, where, and how to fix it.
+"""User errors: what went wrong, which input it concerns, and how to fix it.
 
-A :class:`UserError` is a mistake in what the user gave (a path, a file, an option), never an
-internal fault. The CLI prints it as ``error: <what> (<where>): <how to fix>`` and exits with
-:data:`EXIT_USER`; the nodes raise it as the node error with the same text. Anything else that
-escapes is a real fault and keeps its traceback.
+A :class:`UserError` is a mistake in what the user gave (a path, a file, an option) or in the
+machine it runs on (a full disk, a missing package), never an internal fault. It carries three
+fields: ``what``, ``key`` (the input it concerns, as an abstract name: ``image``, ``audio``,
+``models``, ``out``, ``install`` or an option of :mod:`hallo_core.options` such as ``steps``) and
+``fix``. Each host names the input in its own words through one mapping: the CLI prints
+``error: <what> (--image): <how to fix>`` and exits with :data:`EXIT_USER`, a node raises the
+same line naming its ``image`` input. ``what`` and ``fix`` may name other inputs as ``{=key}``;
+the host's words replace them too. Anything else that escapes is a real fault and keeps its
+traceback.
+
+This module imports nothing from hallo_core, so every layer can raise these without an import
+cycle, and the CLI's error printer works without torch installed.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+import copy
+import re
+from typing import Callable, Optional
 
 EXIT_USER = 2  # bad input: nothing was computed, or the partial output the mode promises is kept
 EXIT_SIGINT = 130  # the shell convention (128 + signal number)
 EXIT_SIGTERM = 143
+
+Words = Callable[[str], str]  # an input key -> how a host names it
+_REF = re.compile(r"\{=(\w+)\}")
 
 
 def one_line(text: object, limit: int = 400) -> str:
@@ -21,53 +34,105 @@ def one_line(text: object, limit: int = 400) -> str:
     return s if len(s) <= limit else s[: limit - 3] + "..."
 
 
-class UserError(ValueError):
-    """A user mistake: ``str()`` is ``<what> (<where>): <how to fix>`` on one line.
+def _as_is(key: str) -> str:
+    return key
 
-    A ValueError so that code which already catches ValueError for bad input keeps working.
+
+def fill(text: str, words: Words = _as_is) -> str:
+    """``text`` with every ``{=key}`` replaced by the host's name for that input (warnings use it too)."""
+    return _REF.sub(lambda m: words(m.group(1)), text)
+
+
+class UserError(ValueError):
+    """A user mistake: ``str()`` is ``<what> (<input>): <how to fix>`` on one line.
+
+    ``key`` defaults to the class's :attr:`default_key`. Subclasses add fields of their own
+    (a path, a component) as keyword arguments. A ValueError, so code that catches ValueError
+    for bad input keeps working.
     """
 
-    def __init__(self, what: str, where: object = "", fix: str = ""):
-        self.what, self.where, self.fix = one_line(what), one_line(where), one_line(fix)
+    default_key = ""
+
+    def __init__(self, what: str, key: Optional[str] = None, fix: str = "", **fields):
+        self.what, self.fix = one_line(what), one_line(fix)
+        self.key = self.default_key if key is None else str(key)
+        self.words: Words = _as_is
+        for name, value in fields.items():
+            setattr(self, name, value)
         super().__init__(str(self))
 
-    def __str__(self) -> str:
-        s = self.what
-        if self.where:
-            s += f" ({self.where})"
+    def render(self, words: Words) -> str:
+        s = fill(self.what, words)
+        if self.key:
+            s += f" ({words(self.key)})"
         if self.fix:
-            s += f": {self.fix}"
+            s += f": {fill(self.fix, words)}"
         return s
+
+    def __str__(self) -> str:
+        return self.render(self.words)
+
+    def placed(self, words: Words) -> "UserError":
+        """A copy that names its inputs in a host's ``words`` (the original is left as it is)."""
+        e = copy.copy(self)
+        e.words = words
+        e.args = (str(e),)
+        return e
 
     @property
     def cli_line(self) -> str:
         return f"error: {self}"
 
 
-def as_user_error(exc: BaseException) -> Optional[UserError]:
-    """The user-facing form of exceptions that are known to come from bad input, else None.
+class ImageError(UserError):
+    """The picture cannot be used as given (cannot be decoded, blank, NaN pixels)."""
 
-    Used by the CLI's top level: a None answer means an internal fault (traceback stays).
-    """
-    if isinstance(exc, UserError):
-        return exc
-    from .io.checkpoints import CheckpointError
-    from .assets.layout import ModelFileMissing
-
-    if isinstance(exc, ModelFileMissing):
-        return UserError(str(exc).split(". ")[0], "models folder",
-                         "download it with `python -m hallo_core download --models MODELS` or place it by hand")
-    if isinstance(exc, CheckpointError):
-        text = one_line(exc)
-        return UserError(text, "weights file", "download the file again or point --models at the right folder")
-    try:
-        from .face.preprocess import NoFaceError
-    except ImportError:  # the face front end is optional at import time
-        NoFaceError = ()  # type: ignore[assignment]
-    if NoFaceError and isinstance(exc, NoFaceError):
-        return UserError("no face found in the reference image", "--image",
-                         "use a clear, frontal portrait (one face, eyes visible)")
-    return None
+    default_key = "image"
 
 
-__all__ = ["EXIT_USER", "EXIT_SIGINT", "EXIT_SIGTERM", "UserError", "one_line", "as_user_error"]
+class FaceError(ImageError):
+    """The picture holds no face that can be animated, or not the one asked for."""
+
+
+class AudioError(UserError):
+    """The audio cannot be used as given."""
+
+    default_key = "audio"
+
+
+class ModelMissingError(UserError, FileNotFoundError):
+    """A model file or folder is absent. Fields: ``component`` (the layout's name), ``path``."""
+
+    default_key = "models"
+    component: str = ""
+    path: str = ""
+
+
+class WeightsError(UserError):
+    """A model file is present but unusable: unreadable, unsafe, or made for another model. Field: ``path``."""
+
+    default_key = "models"
+    path: str = ""
+
+
+class ResumeMismatchError(UserError):
+    """A resume checkpoint that belongs to another job (other inputs, settings or weights)."""
+
+    default_key = "resume"
+
+
+class OutputError(UserError):
+    """The output cannot be written there (a clash with an input, no space, no permission)."""
+
+    default_key = "out"
+
+
+class InstallError(UserError):
+    """A package the job needs cannot be imported."""
+
+    default_key = "install"
+
+
+__all__ = ["EXIT_USER", "EXIT_SIGINT", "EXIT_SIGTERM", "Words", "UserError", "ImageError", "FaceError",
+           "AudioError", "ModelMissingError", "WeightsError", "ResumeMismatchError", "OutputError", "InstallError",
+           "one_line", "fill"]

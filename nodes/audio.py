@@ -8,6 +8,7 @@ from comfy_api.latest import io
 
 from . import common as C
 from . import convert
+from . import options as O
 from .progress import ClipProgress
 
 FPS = 25  # Hallo's audio features are computed at 25 video frames per second (640 samples at 16 kHz)
@@ -35,9 +36,12 @@ def checked_audio(audio) -> tuple[torch.Tensor, int]:
     sr = audio["sample_rate"]
     if isinstance(sr, float) and sr.is_integer():
         sr = int(sr)  # some nodes hand the rate on as a float
-    report = check_audio_array(wav[0], sr, "audio")
+    try:
+        report = check_audio_array(wav[0], sr, "audio")
+    except UserError as e:
+        raise O.node_error(e) from None
     for warning in report.warnings:
-        C.log.warning("Hallo audio embeds: %s", warning)
+        C.log.warning("Hallo audio embeds: %s", O.node_text(warning))
     return convert.audio_first_item(audio)
 
 

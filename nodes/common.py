@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
@@ -198,7 +198,6 @@ class HalloModel:
     dtype: torch.dtype
     unet_config: dict
     path: str
-    extra: dict = field(default_factory=dict)
 
     @property
     def net(self) -> torch.nn.Module:
@@ -210,7 +209,6 @@ class AudioModels:
     """HALLO_AUDIO_MODELS: wav2vec2 behind a patcher, plus the optional vocal separator file."""
 
     patcher: Any
-    wav2vec_dir: str
     separator_path: Optional[str]
     dtype: torch.dtype
 

@@ -8,49 +8,10 @@ from comfy_api.latest import io
 
 from . import common as C
 from . import convert
+from . import options as O
 
-MODES = ["auto", "crop", "stretch"]
 PREVIEW_MAX_SIDE = 1280  # a 6000 px photo's preview would be a 300 MB IMAGE for a glance at the boxes
-
-# Node-only options in the shared table's form, so their errors read like every other option's.
-def _node_options():
-    from hallo_core.checks import Option
-    from hallo_core.face.crop import DEFAULT_MARGIN
-
-    return {
-        "face_index": Option(int, -1, 999, -1, hint="-1 takes the largest face, 0 the leftmost"),
-        "margin": Option(float, 0.0, 2.0, DEFAULT_MARGIN, hint="the crop grows the face box by this share of its "
-                                                               "side on every side"),
-    }
-
-
-def user_error(exc: Exception, where: str):
-    """A face front end error as the UserError the CLI prints: the engine's words, ``where`` the node input.
-
-    The engine writes "<what>: <how to fix>"; only the place differs from the CLI (``--image`` there).
-    """
-    from hallo_core.errors import UserError
-
-    what, _, fix = str(exc).partition(": ")
-    return UserError(what, where, fix)
-
-
-def check_face_inputs(size=None, face_expand_ratio=None, face_index=None, margin=None):
-    """None, or the UserError of the first widget out of range (same table and words as the CLI)."""
-    from hallo_core.checks import check_option
-    from hallo_core.errors import UserError
-
-    table = _node_options()
-    try:
-        for name, value in (("size", size), ("face_expand_ratio", face_expand_ratio)):
-            if value is not None:
-                check_option(name, value, "node")
-        for name, value in (("face_index", face_index), ("margin", margin)):
-            if value is not None:
-                check_option(name, value, "node", table)
-    except UserError as e:
-        return e
-    return None
+WIDGETS = ("size", "frame", "face_expand_ratio", "no_face", "face", "margin")  # hallo_core.options
 
 
 def _preview(rgb) -> torch.Tensor:
@@ -78,26 +39,7 @@ class HalloFaceAnalysis(io.ComfyNode):
                 C.HalloFaceModelsType.Input("face_models", tooltip="From 'Hallo Face Models Loader'."),
                 io.Image.Input("image", tooltip="Any photo (any size; RGB, RGBA or grey). Only the first image "
                                                 "of a batch is used."),
-                io.Int.Input("size", default=512, min=64, max=2048, step=64,
-                             tooltip="Working resolution (square, multiple of 64). Hallo is trained at 512."),
-                io.Combo.Input("mode", options=MODES, default="auto",
-                               tooltip="auto: a square portrait the face fills goes in whole (upstream's path); "
-                                       "any other photo is cropped around the chosen face. crop: always the "
-                                       "square crop around the face. stretch: squash the whole image into a "
-                                       "square (upstream; distorts non-square photos)."),
-                io.Float.Input("face_expand_ratio", default=1.2, min=1.0, max=4.0, step=0.05,
-                               tooltip="How far the face box extends beyond the face outline (upstream 1.2)."),
-                io.Combo.Input("no_face", options=["error", "fallback"], default="error",
-                               tooltip="No face found: stop with an error, or go on like upstream (zero identity "
-                                       "embedding, whole image as the face box; results will be poor)."),
-                io.Int.Input("face_index", default=-1, min=-1, max=999, optional=True,
-                             tooltip="Which face to animate: -1 the largest; 0 the leftmost, 1 the next to its "
-                                     "right, and so on. The faces_preview output shows the numbers."),
-                io.Float.Input("margin", default=0.75, min=0.0, max=2.0, step=0.05, optional=True,
-                               tooltip="Crop modes: the square crop grows the face box by this share of its side "
-                                       "on every side (0.75: the face spans 40% of the crop, as in Hallo's "
-                                       "training data)."),
-            ],
+            ] + O.inputs(*WIDGETS, face={"optional": True}, margin={"optional": True}),
             outputs=[
                 C.HalloFaceDataType.Output(display_name="face_data",
                                            tooltip="Masks, face region, identity embedding and the crop's place "
@@ -117,36 +59,37 @@ class HalloFaceAnalysis(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, size, face_expand_ratio, face_index=-1, margin=0.75) -> bool | str:
-        err = check_face_inputs(size, face_expand_ratio, face_index, margin)
-        return True if err is None else str(err)
+        return O.validate(size=size, face_expand_ratio=face_expand_ratio, face_index=face_index, margin=margin)
 
     @classmethod
     def execute(cls, face_models, image, size, mode, face_expand_ratio, no_face, face_index=-1,
                 margin=0.75) -> io.NodeOutput:
-        from hallo_core.face import (BadImageError, FaceIndexError, NoFaceError, frame_face, prepare_face,
-                                     prepare_framed_face)
+        from hallo_core.face import NoFaceError, frame_face, prepare_face, prepare_framed_face
         from hallo_core.face.preprocess import FaceModelPaths
 
-        err = check_face_inputs(size, face_expand_ratio, face_index, margin)
-        if err is not None:  # validate_inputs sees only widget values; a linked value arrives here
-            raise err
-        if mode not in MODES:
-            raise user_error(ValueError(f"mode {mode!r} is not one of {', '.join(MODES)}: pick one"), "mode")
+        from hallo_core.errors import UserError
+        from hallo_core.options import unset_to_none
+
+        # validate_inputs sees only widget values; a linked value arrives here
+        v = O.checked(size=size, mode=mode, face_expand_ratio=face_expand_ratio, no_face=no_face,
+                      face_index=face_index, margin=margin)
+        size, face_expand_ratio, margin = v["size"], v["face_expand_ratio"], v["margin"]
+        mode = {"square": "crop"}.get(v["frame"], v["frame"])  # prepare_face's word for the crop mode
         rgb = convert.image_to_rgb_uint8(image, 0)
         C.interrupted()
         # onnxruntime / mediapipe sessions are created and released inside hallo_core for this call.
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if face_models.onnx_device == "gpu" else None
-        index = None if face_index is None or int(face_index) < 0 else int(face_index)
+        index = unset_to_none("face", v["face"])
         kw = dict(size=int(size), face_expand_ratio=float(face_expand_ratio), no_face=no_face, providers=providers)
         try:
             framing = frame_face(rgb, detector_path=FaceModelPaths.from_dir(face_models.models_dir).detector,
                                  face_index=index, margin=float(margin), providers=providers)
         except NoFaceError as e:
             if no_face != "fallback":
-                raise user_error(e, "image") from None
+                raise O.node_error(e) from None
             framing = None  # upstream's fallback: the whole picture, zero identity
-        except BadImageError as e:
-            raise user_error(e, "face_index" if isinstance(e, FaceIndexError) else "image") from None
+        except UserError as e:
+            raise O.node_error(e) from None
         C.interrupted()
         try:
             if framing is None:
@@ -162,8 +105,8 @@ class HalloFaceAnalysis(io.ComfyNode):
                            len(framing.faces), framing.index,
                            f", crop {face.crop_box} of {face.source_size[0]}x{face.source_size[1]}"
                            if face.crop_box is not None else ", whole image")
-        except NoFaceError as e:
-            raise user_error(e, "image") from None
+        except UserError as e:
+            raise O.node_error(e) from None
         for note in getattr(face, "notes", []) or []:
             C.log.warning("Hallo face analysis: %s", note)
         s = int(face.size)

@@ -103,9 +103,8 @@ class HalloModelLoader(io.ComfyNode):
 class HalloVAE:
     """HALLO_VAE: the official sd-vae-ft-mse (diffusers AutoencoderKL) behind a ModelPatcher."""
 
-    def __init__(self, patcher, folder: str):
+    def __init__(self, patcher):
         self.patcher = patcher
-        self.folder = folder
 
     def codec(self):
         from hallo_core.io.vae import VaeCodec
@@ -143,7 +142,7 @@ class HalloVAELoader(io.ComfyNode):
 
         vae = load_vae(folder, device=C.offload_device(), dtype=dtype)
         patcher = C.make_patcher(C.Container(C.offload_device(), dtype, vae=vae))
-        return io.NodeOutput(HalloVAE(patcher, folder))
+        return io.NodeOutput(HalloVAE(patcher))
 
 
 class HalloAudioModelLoader(io.ComfyNode):
@@ -177,7 +176,7 @@ class HalloAudioModelLoader(io.ComfyNode):
 
         w2v = HalloWav2Vec.from_pretrained(folder, device=C.offload_device(), dtype=dtype)
         patcher = C.make_patcher(C.Container(C.offload_device(), dtype, wav2vec=w2v))
-        return io.NodeOutput(C.AudioModels(patcher=patcher, wav2vec_dir=folder, separator_path=sep, dtype=dtype))
+        return io.NodeOutput(C.AudioModels(patcher=patcher, separator_path=sep, dtype=dtype))
 
 
 class HalloFaceModelLoader(io.ComfyNode):

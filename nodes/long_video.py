@@ -9,7 +9,6 @@ a new file; the checkpoint is removed once the video is complete.
 from __future__ import annotations
 
 import hashlib
-import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from comfy_api.latest import InputImpl, Types, io, ui
 
 from . import common as C
 from . import convert, sampler
+from . import options as O
 from .progress import notify
 
 
@@ -32,11 +32,8 @@ class HalloLongVideo(io.ComfyNode):
                         "an mp4 with the audio as it goes (playable up to the last finished clip); after a "
                         "Cancel or a crash, queue the same prompt again and it continues from there. 'image' "
                         "mode returns IMAGE frames for short videos.",
-            inputs=sampler.model_inputs() + sampler.sampling_inputs() + [
-                io.Float.Input("mask_rate", default=0.25, min=0.0, max=0.95, step=0.05,
-                               tooltip="Share of motion-frame pixels dropped outside the face box (Hallo2 "
-                                       "0.25). 0 = plain Hallo chaining."),
-            ] + C.file_output_inputs(
+            inputs=sampler.model_inputs() + sampler.sampling_inputs() + O.inputs("mask_rate")
+            + C.file_output_inputs(
                 "hallo2/long", "return all frames as IMAGE (short videos).",
                 "stream an mp4 to the output folder and return it as VIDEO (any length).",
                 "Output file name prefix (file mode), relative to the output folder. "
@@ -63,16 +60,13 @@ class HalloLongVideo(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, steps, cfg, mask_rate, filename_prefix, cfg_steps=0) -> bool | str:
-        ok = sampler.check_sampling(steps, cfg, cfg_steps)
-        if ok is not True:
-            return ok
-        if mask_rate is not None and not 0.0 <= float(mask_rate) < 1.0:
-            return f"mask_rate must be in [0, 1), got {mask_rate}"
-        if filename_prefix is not None and (".." in filename_prefix.replace("\\", "/").split("/")
-                                            or os.path.isabs(filename_prefix)):
-            return "filename_prefix must stay inside the output folder (no '..', not absolute)"
-        return True
+    def validate_inputs(cls, steps, cfg, mask_rate, filename_prefix, cfg_steps=0, seed=None, pose_weight=None,
+                        face_weight=None, lip_weight=None) -> bool | str:
+        why = C.prefix_problem(filename_prefix) if filename_prefix is not None else None
+        if why:
+            return why
+        return O.validate(seed=seed, steps=steps, cfg=cfg, pose_weight=pose_weight, face_weight=face_weight,
+                          lip_weight=lip_weight, mask_rate=mask_rate, cfg_steps=cfg_steps)
 
     @classmethod
     def execute(cls, hallo_model, vae, reference, audio_embeds, output_mode, filename_prefix, resume=True,

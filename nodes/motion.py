@@ -11,6 +11,7 @@ from comfy_api.latest import InputImpl, io
 
 from . import common as C
 from . import convert
+from . import options as O
 
 DROP = ["as sampler", "on", "off"]
 
@@ -69,10 +70,8 @@ class HalloMotionFrames(io.ComfyNode):
                                tooltip="Hallo2's patch drop on the motion frames for the continued run: 'as "
                                        "sampler' keeps the sampler's (Hallo Sampler: none; Hallo2 Long Video: "
                                        "its mask_rate), 'on' uses mask_rate below, 'off' disables it."),
-                io.Float.Input("mask_rate", default=0.25, min=0.0, max=0.95, step=0.05,
-                               tooltip="Share of motion-frame pixels dropped outside the face box when "
-                                       "patch_drop is 'on' (Hallo2 0.25)."),
-            ],
+            ] + O.inputs("mask_rate", mask_rate={"tooltip": "Share of motion-frame pixels dropped outside the face "
+                                                             "box when patch_drop is 'on' (Hallo2 0.25)."}),
             outputs=[C.HalloMotionType.Output(display_name="motion",
                                               tooltip="Motion frames for the 'motion' input of Hallo Sampler or "
                                                       "Hallo2 Long Video Sampler.")],
@@ -82,9 +81,7 @@ class HalloMotionFrames(io.ComfyNode):
     def validate_inputs(cls, clip_index, mask_rate) -> bool | str:
         if clip_index is not None and int(clip_index) < -1:
             return f"clip_index must be -1 (count) or >= 0, got {clip_index}"
-        if mask_rate is not None and not 0.0 <= float(mask_rate) < 1.0:
-            return f"mask_rate must be in [0, 1), got {mask_rate}"
-        return True
+        return O.validate(mask_rate=mask_rate)
 
     @classmethod
     def execute(cls, frames, clip_index=-1, patch_drop="as sampler", mask_rate=0.25) -> io.NodeOutput:
@@ -93,7 +90,8 @@ class HalloMotionFrames(io.ComfyNode):
         if count < n:
             raise ValueError(f"frames: Hallo continues from the last {n} frames; the source has {count}")
         index = -(-count // clip) if int(clip_index) < 0 else int(clip_index)
-        rate = None if patch_drop == "as sampler" else (float(mask_rate) if patch_drop == "on" else 0.0)
+        rate = None if patch_drop == "as sampler" else (O.checked(mask_rate=mask_rate)["mask_rate"]
+                                                         if patch_drop == "on" else 0.0)
         return io.NodeOutput(C.MotionSource(frames=tail.contiguous(), clip_index=index, mask_rate=rate,
                                             source_frames=count))
 

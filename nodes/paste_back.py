@@ -11,30 +11,16 @@ from comfy_api.latest import InputImpl, Types, io, ui
 
 from . import common as C
 from . import convert
+from . import options as O
 from .progress import ClipProgress
 
 
-def _options():
-    from hallo_core.checks import Option
-    from hallo_core.face.crop import DEFAULT_MAX_SIDE
-    from hallo_core.io.paste_back import DEFAULT_FEATHER
-
-    return {
-        "max_side": Option(int, 64, 8192, DEFAULT_MAX_SIDE, hint="the long side of the output, rounded to even"),
-        "feather": Option(float, 0.0, 0.5, DEFAULT_FEATHER, hint="share of the crop's side blended at its edge"),
-        "fps": Option(float, 1.0, 240.0, 25.0),
-    }
-
-
 def check_paste_inputs(max_side=None, feather=None, filename_prefix=None, fps=None):
-    """None, or the UserError of the first input out of range."""
-    from hallo_core.checks import check_option
+    """None, or the UserError of the first input out of range (in the node's words)."""
     from hallo_core.errors import UserError
 
     try:
-        for name, value in (("max_side", max_side), ("feather", feather), ("fps", fps)):
-            if value is not None:
-                check_option(name, value, "node", _options())
+        O.checked(max_side=max_side, feather=feather, fps=fps)
     except UserError as e:
         return e
     why = C.prefix_problem(filename_prefix) if filename_prefix is not None else None
@@ -111,18 +97,11 @@ class HalloPasteBack(io.ComfyNode):
                 io.MultiType.Input("frames", types=[io.Image, io.Video],
                                    tooltip="The generated frames: IMAGE, or the VIDEO of a sampler's file mode "
                                            "(read frame by frame, so long files never sit in memory)."),
-                io.Int.Input("max_side", default=1920, min=64, max=8192, step=2,
-                             tooltip="Longest side of the output; smaller photos keep their size. Sizes are "
-                                     "rounded to even numbers (H.264)."),
-                io.Float.Input("feather", default=0.08, min=0.0, max=0.5, step=0.01,
-                               tooltip="Width of the blend at the crop's edge, as a share of its side; edges on "
-                                       "the photo's border are not blended."),
-            ] + C.file_output_inputs(
+            ] + O.inputs("max_side", "feather") + C.file_output_inputs(
                 "hallo/full_frame", "full-frame IMAGE out (short videos).",
                 "stream an mp4 to the output folder and return it as VIDEO (any length).",
-                "Output file prefix in file mode, relative to the output folder.") + [
-                io.Float.Input("fps", default=25.0, min=1.0, max=240.0, step=1.0, optional=True,
-                               tooltip="Frame rate of IMAGE frames (a VIDEO brings its own)."),
+                "Output file prefix in file mode, relative to the output folder.") + O.inputs(
+                "fps", fps={"optional": True}) + [
                 io.Audio.Input("audio", optional=True,
                                tooltip="Soundtrack for IMAGE frames (a VIDEO brings its own): the 'audio' output "
                                        "of Hallo Audio Embeds."),
@@ -174,11 +153,14 @@ class HalloPasteBack(io.ComfyNode):
 
     @staticmethod
     def _to_file(frames, paster, rate: Fraction, audio, src_path, filename_prefix) -> io.NodeOutput:
+        from hallo_core.errors import UserError
         from hallo_core.media.atomic import atomic_output, check_output_path
 
         path, fname, subfolder = C.output_path(filename_prefix, False)
-        for warning in check_output_path(path, {"frames": src_path}, option="filename_prefix"):
-            C.log.warning("Hallo paste back: %s", warning)
+        try:
+            check_output_path(path, {"frames": src_path}, key="out")
+        except UserError as e:
+            raise O.node_error(e) from None
         last = {}
 
         def keep_last(frames):

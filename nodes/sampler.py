@@ -7,49 +7,22 @@ from typing import Optional
 from comfy_api.latest import io
 
 from . import common as C
+from . import options as O
 from .comfy_vae import vae_codec
 from .progress import ClipProgress
 from .reference import VAE_TOOLTIP, vae_input
 
 
-def sampling_inputs(default_steps: int = 40) -> list:
-    """Widgets shared by the Hallo and Hallo2 samplers."""
-    return [
-        io.Int.Input("seed", default=42, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                     tooltip="Noise seed. The same seed, inputs and device give the same video."),
-        io.Int.Input("steps", default=default_steps, min=1, max=200,
-                     tooltip="Denoising steps per clip (upstream 40 with DDIM)."),
-        io.Float.Input("cfg", default=3.5, min=1.0, max=20.0, step=0.1, round=0.01,
-                       tooltip="Classifier-free guidance scale (upstream 3.5)."),
-        io.Float.Input("pose_weight", default=1.0, min=0.0, max=3.0, step=0.05,
-                       tooltip="Strength of audio-driven head pose (background/pose mask branch)."),
-        io.Float.Input("face_weight", default=1.0, min=0.0, max=3.0, step=0.05,
-                       tooltip="Strength of audio-driven facial expression (face mask branch)."),
-        io.Float.Input("lip_weight", default=1.0, min=0.0, max=3.0, step=0.05,
-                       tooltip="Strength of audio-driven lip motion (lip mask branch)."),
-        io.Combo.Input("scheduler", options=C.SCHEDULERS, default="ddim",
-                       tooltip="ddim reproduces upstream (faithful). dpmpp / unipc / euler are a fast mode "
-                               "for 10-25 steps: quicker previews, not identical to upstream."),
-    ]
+def sampling_inputs() -> list:
+    """Widgets shared by the Hallo and Hallo2 samplers (hallo_core.options)."""
+    return O.inputs("seed", "steps", "cfg", "pose_weight", "face_weight", "lip_weight", "scheduler",
+                    seed={"control_after_generate": True})
 
 
 def speed_inputs() -> list:
     """Optional speed / memory widgets (defaults keep upstream's frames, so older workflows still run)."""
-    return [
-        io.Boolean.Input("fast", default=True, optional=True,
-                         tooltip="Faithful-fast path: work upstream repeats every clip (portrait's "
-                                 "ReferenceNet pass, face locator) is done once, and the Reference node's "
-                                 "features are reused. Same frames up to float rounding. Off = upstream's "
-                                 "plain per-clip structure (slower; for checking)."),
-        io.Int.Input("cfg_steps", default=0, min=0, max=200, optional=True,
-                     tooltip="Fast mode: classifier-free guidance on the first N steps only, later steps "
-                             "run the conditional branch alone (about half the work per step). 0 = CFG on "
-                             "every step, as upstream (faithful)."),
-        io.Boolean.Input("low_vram", default=False, optional=True,
-                         tooltip="Lower peak memory: ReferenceNet kept off the GPU between its passes and "
-                                 "the VAE decodes one frame at a time with sliced attention. Same frames, "
-                                 "slower."),
-    ]
+    optional = {"optional": True}
+    return O.inputs("fast", "cfg_steps", "low_vram", fast=optional, cfg_steps=optional, low_vram=optional)
 
 
 def model_inputs() -> list:
@@ -90,30 +63,23 @@ def on_device(hallo_model, settings):
     return replace(settings, device=hallo_model.patcher.load_device, dtype=hallo_model.dtype)
 
 
-def check_sampling(steps, cfg, cfg_steps=0) -> bool | str:
-    if steps is not None and not 1 <= int(steps) <= 200:
-        return f"steps must be between 1 and 200, got {steps}"
-    if cfg is not None and not 1.0 <= float(cfg) <= 20.0:
-        return f"cfg must be between 1.0 and 20.0, got {cfg}"
-    if cfg_steps is not None and not 0 <= int(cfg_steps) <= 200:
-        return f"cfg_steps must be between 0 (CFG on every step) and 200, got {cfg_steps}"
-    return True
-
-
 def settings(seed, steps, cfg, pose_weight, face_weight, lip_weight, scheduler, mask_rate=0.0, fast=True,
              cfg_steps=0, low_vram=False, **_):
-    """The sampler widgets as hallo_core's GenerationSettings, built once per node run.
+    """The sampler widgets as hallo_core's GenerationSettings, built once per node run; the values are
+    checked against the schema first (a linked value is not seen by validate_inputs).
 
     ``mask_rate`` 0 is plain Hallo chaining. ``cfg_steps`` 0 is CFG on every step. Other keyword arguments (the node's non-sampling
     widgets) are ignored, so a node can pass all of its widgets.
     """
+    from hallo_core.options import unset_to_none
     from hallo_core.pipeline.generate import GenerationSettings
 
+    v = O.checked(seed=seed, steps=steps, cfg=cfg, pose_weight=pose_weight, face_weight=face_weight,
+                  lip_weight=lip_weight, scheduler=scheduler, mask_rate=mask_rate, cfg_steps=cfg_steps)
     return GenerationSettings(
-        steps=int(steps), cfg=float(cfg), pose_weight=float(pose_weight), face_weight=float(face_weight),
-        lip_weight=float(lip_weight), scheduler=scheduler, seed=int(seed),
-        mask_rate=max(float(mask_rate), 0.0),
-        fast=bool(fast), cfg_steps=int(cfg_steps) if int(cfg_steps or 0) > 0 else None, low_vram=bool(low_vram))
+        steps=v["steps"], cfg=v["cfg"], pose_weight=v["pose_weight"], face_weight=v["face_weight"],
+        lip_weight=v["lip_weight"], scheduler=v["scheduler"], seed=v["seed"], mask_rate=v["mask_rate"],
+        fast=bool(fast), cfg_steps=unset_to_none("cfg_steps", v["cfg_steps"]), low_vram=bool(low_vram))
 
 
 def run(node_id, hallo_model, vae, reference, audio_embeds, settings, sink, checkpoint=None, start=None,
@@ -191,8 +157,10 @@ class HalloSampler(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, steps, cfg, cfg_steps=0) -> bool | str:
-        return check_sampling(steps, cfg, cfg_steps)
+    def validate_inputs(cls, steps, cfg, cfg_steps=0, seed=None, pose_weight=None, face_weight=None,
+                        lip_weight=None) -> bool | str:
+        return O.validate(seed=seed, steps=steps, cfg=cfg, pose_weight=pose_weight, face_weight=face_weight,
+                          lip_weight=lip_weight, cfg_steps=cfg_steps)
 
     @classmethod
     def execute(cls, hallo_model, vae, reference, audio_embeds, motion=None, **widgets) -> io.NodeOutput:
@@ -207,5 +175,5 @@ class HalloSampler(io.ComfyNode):
 
 NODES = [HalloSampler]
 
-__all__ = ["HalloSampler", "run", "settings", "sampling_inputs", "speed_inputs", "model_inputs", "check_sampling",
+__all__ = ["HalloSampler", "run", "settings", "sampling_inputs", "speed_inputs", "model_inputs",
            "motion_input", "motion_frames", "on_device"]

@@ -12,6 +12,7 @@ from hallo_core.assets.layout import UPSCALER_FILES
 
 from . import common as C
 from . import convert
+from . import options as O
 from .progress import ClipProgress
 
 BG_NAME = os.path.basename(UPSCALER_FILES["bg"])  # upstream's background model, in ComfyUI's upscale_models
@@ -99,18 +100,11 @@ class HalloTemporalUpscale(io.ComfyNode):
                                       tooltip="Background upscaler (core 'Load Upscale Model', e.g. "
                                               f"{BG_NAME}). Without it the background is resized "
                                               "with Lanczos only."),
-                io.Combo.Input("scale", options=["1", "2", "4", "8"], default="2",
-                               tooltip="Output size factor: x2 by the neural model, the rest Lanczos (upstream)."),
-                io.Float.Input("fidelity", default=0.5, min=0.0, max=1.0, step=0.05,
-                               tooltip="CodeFormer fidelity w: 0 = codebook (sharper, less faithful), 1 = "
-                                       "closest to the input face."),
+            ] + O.inputs("upscale", "fidelity_weight") + [
                 io.Boolean.Input("face_upsample", default=False,
                                  tooltip="Also upscale the restored face with the background model before "
                                          "pasting (upstream option)."),
-                io.Float.Input("landmark_smoothing", default=0.0, min=0.0, max=0.95, step=0.05,
-                               tooltip="Temporal smoothing of face landmarks against jitter; 0 = off "
-                                       "(upstream)."),
-            ] + C.file_output_inputs(
+            ] + O.inputs("smooth_landmarks") + C.file_output_inputs(
                 "hallo2/upscaled", "IMAGE frames out.",
                 "stream an mp4 (audio copied from a VIDEO input) and return it as VIDEO; for long videos.",
                 "Output file prefix in file mode."),
@@ -123,10 +117,16 @@ class HalloTemporalUpscale(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, fidelity, landmark_smoothing, filename_prefix) -> bool | str:
+        why = C.prefix_problem(filename_prefix) if filename_prefix is not None else None
+        return why or O.validate(fidelity=fidelity, landmark_smoothing=landmark_smoothing)
+
+    @classmethod
     def execute(cls, upscaler, frames, scale, fidelity, face_upsample, landmark_smoothing, output_mode,
                 filename_prefix, upscale_model=None) -> io.NodeOutput:
         node_id = cls.hidden.unique_id if cls.hidden is not None else None
-        s = int(scale)
+        v = O.checked(scale=scale, fidelity=fidelity, landmark_smoothing=landmark_smoothing)
+        s, fidelity, landmark_smoothing = v["upscale"], v["fidelity_weight"], v["smooth_landmarks"]
         audio, fps, src_path = None, Fraction(25), None
         if isinstance(frames, torch.Tensor):
             convert.check_image(frames, "frames")

@@ -214,14 +214,14 @@ CLI_ROWS: List[Row] = [
     # the picture: decodes, and holds a face the CLI can animate
     Row("image-blank", "image", _picture("blank"), "almost blank"),
     Row("face-index-absent", "image", _extra("--face", "3"), "(--face)", stage="face"),
-    Row("no-face", "image", _picture("gradient"), "add --no-face fallback", stage="face", needs_faces=True),
+    Row("no-face", "image", _picture("gradient"), "or use --no-face fallback", stage="face", needs_faces=True),
     # nonsense values
     Row("steps-nan", "options", _set(steps=float("nan")), "--steps is nan, not a finite number"),
     Row("steps-not-a-number", "options", _set(steps="abc"), "'abc' is not a number"),
     Row("steps-fraction", "options", _set(steps=2.5), "--steps is 2.5, not a whole number"),
     Row("margin-negative", "options", _extra("--margin", "-1"), "--margin is -1"),
     Row("max-side-zero", "options", _extra("--max-side", "0"), "--max-side is 0"),
-    Row("face-negative", "options", _extra("--face", "-1"), "--face is -1"),
+    Row("face-negative", "options", _extra("--face", "-2"), "--face is -2"),
     Row("missing-argument", "options", lambda j: j.update(audio=None), "the following arguments are required"),
     # the soundtrack: AAC takes only its own rates (checked before the first clip, not after it)
     Row("audio-rate-not-aac", "audio", _file("audio", "odd_rate.wav", make=_wav(np.sin(np.arange(25000)) * 0.3, 25000)),
@@ -296,7 +296,9 @@ def _net_file(job) -> Path:
 CONVERT_ROWS = [
     ("src-missing", lambda j: ["convert", str(j["dir"] / "nope.pth"), str(j["out"])], "does not exist"),
     ("dst-is-src", lambda j: ["convert", str(j["src"]), str(j["src"])], "is the src file"),
-    ("src-unsafe-pickle", lambda j: ["convert", str(j["evil"]), str(j["out"])], "was refused"),
+    ("src-unsafe-pickle", lambda j: ["convert", str(j["evil"]), str(j["out"].with_suffix(".safetensors"))],
+     "was refused"),
+    ("dst-not-safetensors", lambda j: ["convert", str(j["src"]), str(j["out"])], "name it video.safetensors"),
     ("src-truncated-over-existing-dst", lambda j: ["convert", str(j["cut"]), str(j["dst"])], "truncated or corrupt"),
 ]
 

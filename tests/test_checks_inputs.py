@@ -11,17 +11,31 @@ import soundfile as sf
 from hallo_core import checks
 from hallo_core.audio.loading import FileWaveform, load_audio_16k, mix_for_speech, to_mono
 from hallo_core.errors import UserError
+from hallo_core.options import OPTIONS, check_option, check_options
 from tests._audio_util import tone
 
 
-def test_user_error_is_one_line_what_where_fix():
-    e = UserError("steps is -1,\n outside", "--steps", "give 1..1000")
-    assert str(e) == "steps is -1, outside (--steps): give 1..1000"
-    assert e.cli_line == "error: steps is -1, outside (--steps): give 1..1000"
-    assert isinstance(e, ValueError)
+def test_user_error_is_one_line_what_key_fix_in_each_hosts_words():
+    from hallo_core.cli.common import words
+
+    e = UserError("{=steps} is -1,\n outside", "steps", "give 1..1000, at most {=cfg_steps}")
+    assert (e.what, e.key, e.fix) == ("{=steps} is -1, outside", "steps", "give 1..1000, at most {=cfg_steps}")
+    assert str(e) == "steps is -1, outside (steps): give 1..1000, at most cfg_steps"  # the key as is
+    cli = e.placed(words)
+    assert cli.cli_line == "error: --steps is -1, outside (--steps): give 1..1000, at most --cfg-steps"
+    assert str(e).startswith("steps is")  # placing makes a copy
+    assert isinstance(e, ValueError) and isinstance(cli, UserError)
 
 
 # -- options -------------------------------------------------------------------------------------
+
+def _cli_line(key, value):
+    from hallo_core.cli.common import words
+
+    with pytest.raises(UserError) as e:
+        check_option(key, value)
+    return str(e.value.placed(words))
+
 
 @pytest.mark.parametrize("name,value,needle", [
     ("steps", -1, "--steps is -1, outside"),
@@ -39,27 +53,32 @@ def test_user_error_is_one_line_what_where_fix():
     ("lip_weight", "loud", "not a number"),
 ])
 def test_bad_option_values_are_refused_with_the_range(name, value, needle):
-    with pytest.raises(UserError) as e:
-        checks.check_option(name, value)
-    msg = str(e.value)
+    msg = _cli_line(name, value)
     assert needle in msg and "\n" not in msg
-    assert f"({checks.option_name(name)})" in msg
+    assert f"({OPTIONS[name].cli_name})" in msg
     assert "from" in msg and "to" in msg  # the fix states the range
 
 
-def test_good_values_pass_and_node_style_names_the_input():
-    assert checks.check_options({"steps": 40, "cfg": 3.5, "size": 512, "seed": 2**63, "cfg_steps": None,
-                                 "mask_rate": 0.0, "unknown": "kept"}) == \
-        {"steps": 40, "cfg": 3.5, "size": 512, "seed": 2**63, "cfg_steps": None, "mask_rate": 0.0,
-         "unknown": "kept"}
-    with pytest.raises(UserError, match=r"\(pose_weight\)"):
-        checks.check_option("pose_weight", math.nan, style="node")
-    assert checks.option_name("pose_weight") == "--pose-weight"
+def test_good_values_pass_and_the_node_names_the_widget():
+    from nodes.options import checked
+
+    assert check_options({"steps": 40, "cfg": 3.5, "size": 512, "seed": 2**63, "cfg_steps": 0,
+                          "mask_rate": 1.0, "unknown": "kept"}) == \
+        {"steps": 40, "cfg": 3.5, "size": 512, "seed": 2**63, "cfg_steps": 0, "mask_rate": 1.0, "unknown": "kept"}
+    with pytest.raises(UserError, match=r"^pose_weight is nan, not a finite number \(pose_weight\)"):
+        checked(pose_weight=math.nan)
+    with pytest.raises(UserError, match=r"^face_index is -2, outside the range it accepts \(face_index\)"):
+        checked(face_index=-2)
+    assert checked(scale="4", fidelity=0.5) == {"upscale": 4, "fidelity_weight": 0.5}
 
 
 def test_cfg_steps_may_not_exceed_steps():
-    with pytest.raises(UserError, match="--cfg-steps is 9, more than the 4 steps"):
-        checks.check_options({"steps": 4, "cfg_steps": 9})
+    from hallo_core.cli.common import words
+
+    with pytest.raises(UserError) as e:
+        check_options({"steps": 4, "cfg_steps": 9})
+    assert str(e.value.placed(words)).startswith("--cfg-steps is 9, more than the 4 steps (--cfg-steps): give at "
+                                                 "most --steps, or 0")
 
 
 # -- device --------------------------------------------------------------------------------------
@@ -76,7 +95,7 @@ def test_device_names():
         with pytest.raises(UserError, match="does not exist"):
             checks.check_device(f"cuda:{torch.cuda.device_count()}")
     else:
-        with pytest.raises(UserError, match="no usable CUDA GPU.*--device cpu"):
+        with pytest.raises(UserError, match=r"no usable CUDA GPU \(device\): use cpu"):
             checks.check_device("cuda")
 
 
@@ -91,7 +110,7 @@ def test_image_checks(tmp_path, fixtures_dir):
         checks.check_image_file(tmp_path)
     junk = tmp_path / "junk.png"
     junk.write_bytes(b"not an image at all")
-    with pytest.raises(UserError, match=r"cannot be decoded .*\(--image\): give a PNG"):
+    with pytest.raises(UserError, match=r"cannot be decoded .*\(image\): give a PNG"):
         checks.check_image_file(junk)
     cut = tmp_path / "cut.jpg"
     cut.write_bytes((fixtures_dir / "portrait_5.jpg").read_bytes()[:3000])  # truncated mid-scan
@@ -104,24 +123,18 @@ def test_image_checks(tmp_path, fixtures_dir):
         checks.check_image_file(tmp_path / "tiny.png")
 
 
-def test_face_hook_is_called_and_its_error_is_the_users(fixtures_dir):
-    from hallo_core.face.preprocess import NoFaceError
+def test_a_16_bit_photo_is_scaled_not_clipped_and_nan_pixels_are_refused(tmp_path, fixtures_dir):
+    from PIL import Image
 
-    seen = []
-
-    def hook(image):
-        seen.append(image.size)
-        raise NoFaceError("no face found")
-
-    with pytest.raises(UserError) as e:
-        checks.check_image_file(fixtures_dir / "portrait_5.jpg", face_check=hook)
-    assert seen and str(e.value).startswith("no face found in the reference image (--image): ")
-
-    def broken(image):
-        raise RuntimeError("internal fault")
-
-    with pytest.raises(RuntimeError):  # a real fault is not dressed as a user error
-        checks.check_image_file(fixtures_dir / "portrait_5.jpg", face_check=broken)
+    grey = np.asarray(Image.open(fixtures_dir / "portrait_5.jpg").convert("L"))
+    Image.fromarray(grey.astype(np.uint16) * 257).save(tmp_path / "grey16.png")
+    img = checks.check_image_file(tmp_path / "grey16.png")
+    assert np.array_equal(np.asarray(img)[..., 0], grey)  # 65535 -> 255, not clipped at 255
+    f = grey.astype(np.float32) / 255
+    f[10, 10] = np.nan
+    Image.fromarray(f, mode="F").save(tmp_path / "nan.tif")
+    with pytest.raises(UserError, match=r"NaN or infinite pixel values \(image\)"):
+        checks.check_image_file(tmp_path / "nan.tif")
 
 
 # -- audio ---------------------------------------------------------------------------------------
@@ -140,7 +153,7 @@ def test_speech_fixture_passes(fixtures_dir):
 def test_nan_and_inf_samples_are_refused_with_the_time(tmp_path):
     w = tone(2.0, 16000, channels=1)
     w[0, 16000 + 5] = np.nan
-    with pytest.raises(UserError, match=r"NaN or infinite samples \(first at 1.00 s\) \(--audio\)"):
+    with pytest.raises(UserError, match=r"NaN or infinite samples \(first at 1.00 s\) \(audio\)"):
         checks.check_audio_file(_wav(tmp_path / "nan.wav", w, subtype="FLOAT"))
     w = tone(1.0, 16000, channels=2)
     w[1, 100] = np.inf
@@ -155,7 +168,7 @@ def test_too_short_empty_and_undecodable_audio(tmp_path):
         checks.check_audio_file(_wav(tmp_path / "empty.wav", np.zeros((1, 0))))
     bad = tmp_path / "bad.mp3"
     bad.write_bytes(b"\x00" * 500)
-    with pytest.raises(UserError, match=r"cannot be decoded .*\(--audio\)"):
+    with pytest.raises(UserError, match=r"cannot be decoded .*\(audio\)"):
         checks.check_audio_file(bad)
     r = checks.check_audio_file(_wav(tmp_path / "frame.wav", tone(0.05, 16000)))
     assert r.frames == 2

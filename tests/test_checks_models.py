@@ -132,9 +132,12 @@ def test_tiny_models_folder_passes_with_notes(models):
 
 
 def _user_error(root, bundle="hallo"):
+    from hallo_core.cli.common import words
+
     with pytest.raises(UserError) as e:
         check_model_files(root, bundle)
-    msg = str(e.value)
+    assert e.value.key == "models"
+    msg = str(e.value.placed(words))
     assert "\n" not in msg and "(--models)" in msg
     return msg
 
@@ -192,6 +195,32 @@ def test_wav2vec_and_face_files_are_checked(copy):
     assert "scrfd_10g_bnkps.onnx" in _user_error(copy)
     replace(copy / "stable-diffusion-v1-5" / "unet" / "config.json", b"{not json")
     assert "UNet config" in _user_error(copy)
+
+
+def test_a_wav2vec_folder_without_config_json_is_named_as_missing(copy):
+    """Not as a shape mismatch against the config transformers falls back to."""
+    from hallo_core.errors import ModelMissingError
+
+    (copy / "wav2vec" / "wav2vec2-base-960h" / "config.json").unlink()  # the link, not the shared file
+    msg = _user_error(copy)
+    assert "has no config.json" in msg and "mismatch" not in msg
+    with pytest.raises(ModelMissingError) as e:
+        check_model_files(copy)
+    assert e.value.component == "wav2vec" and e.value.path.endswith("config.json")
+
+
+@pytest.mark.parametrize("change,needle", [
+    ({"norm_num_groups": 32, "block_out_channels": [8, 16]}, "do not split into 32 groups"),
+    ({"latent_channels": 16}, "16 latent channels"),
+    ({"_class_name": "AutoencoderTiny"}, "describes a AutoencoderTiny"),
+])
+def test_a_vae_of_another_architecture_is_named(copy, change, needle):
+    """A VAE folder diffusers cannot build, or whose latents Hallo's UNet cannot take: one line."""
+    cfg_path = copy / "sd-vae-ft-mse" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    replace(cfg_path, json.dumps({**cfg, **change}).encode())
+    msg = _user_error(copy)
+    assert needle in msg and "is not the config of Stable Diffusion's VAE" in msg
 
 
 def test_missing_models_folder(tmp_path):

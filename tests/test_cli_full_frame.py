@@ -187,7 +187,7 @@ def test_bad_face_index_and_bad_images_fail_before_models_load(inp, tmp_path):
     (inp["root"] / "not_an_image.png").write_bytes(b"hello")
     blank = np.full((300, 400, 3), 200, np.uint8)
     Image.fromarray(blank).save(inp["root"] / "blank.png")
-    cases = [("pair.png", ("--face", "5"), "face index 5 does not exist: 2 faces were found"),
+    cases = [("pair.png", ("--face", "5"), "face index 5 does not exist (--face): 2 faces were found"),
              ("not_an_image.png", (), "cannot be decoded"),
              ("blank.png", (), "almost blank")]
     for name, extra, words in cases:

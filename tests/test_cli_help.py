@@ -30,7 +30,7 @@ def test_help_is_fast_and_imports_no_torch(cmd):
     code = ("import sys, runpy; sys.argv = ['hallo'] + sys.argv[1:]\n"
             "try:\n    runpy.run_module('hallo_core', run_name='__main__')\n"
             "except SystemExit as e:\n    assert e.code == 0, e.code\n"
-            "heavy = [m for m in ('torch', 'cv2', 'mediapipe', 'transformers', 'diffusers') if m in sys.modules]\n"
+            "heavy = [m for m in ('torch', 'numpy', 'cv2', 'mediapipe', 'transformers', 'diffusers') if m in sys.modules]\n"
             "assert not heavy, heavy\n")
     env = dict(os.environ, PYTHONPATH=str(REPO))
     t0 = time.perf_counter()
@@ -58,20 +58,26 @@ def test_one_option_style():
     assert "--model_dir" not in up.format_help()
 
 
-def test_cli_tables_equal_the_engine_tables():
+def _choices(sub: str, dest: str):
+    return next(a.choices for a in _subparsers()[sub]._actions if a.dest == dest)
+
+
+def test_the_cli_offers_the_engine_tables_themselves():
+    """The choices and defaults are the engine's own objects (no copies to keep equal)."""
     from hallo_core.assets import layout as models_dir
     from hallo_core.cli import main as cli
+    from hallo_core.face.crop import DEFAULT_MARGIN, DEFAULT_MAX_SIDE
+    from hallo_core.face.find import DETECTORS
+    from hallo_core.pipeline.full_frame import FRAME_MODES
     from hallo_core.pipeline.scheduler import SCHEDULER_NAMES
     from hallo_core.upscale.video_upscale import SCALES
 
-    assert tuple(cli.SCHEDULER_NAMES) == tuple(SCHEDULER_NAMES)
-    assert tuple(cli.UPSCALE_SCALES) == tuple(SCALES)
-    from hallo_core.face.crop import DEFAULT_MARGIN, DEFAULT_MAX_SIDE
-    from hallo_core.pipeline.full_frame import FRAME_MODES
-
-    assert tuple(cli.FRAME_NAMES) == tuple(FRAME_MODES)
+    assert _choices("generate", "scheduler") is SCHEDULER_NAMES
+    assert _choices("generate", "frame") is FRAME_MODES
+    assert _choices("upscale", "upscale") is SCALES
+    assert _choices("generate", "detector") is DETECTORS
     g = _subparsers()["generate"].parse_args(["--models", "M", "--image", "i", "--audio", "a", "--out", "o"])
-    assert (g.margin, g.max_side, g.frame, g.face) == (DEFAULT_MARGIN, DEFAULT_MAX_SIDE, "auto", None)
+    assert (g.margin, g.max_side, g.frame, g.face) == (DEFAULT_MARGIN, DEFAULT_MAX_SIDE, "auto", -1)
     # every name download accepts is listed in its --help, and nothing else
     assert set(cli.DOWNLOAD_NAMES["components"]) == set(models_dir.COMPONENTS)
     assert set(cli.DOWNLOAD_NAMES["bundles"]) == set(models_dir.BUNDLES)
@@ -80,6 +86,23 @@ def test_cli_tables_equal_the_engine_tables():
         assert n in text
     for c in cli.OPTIONAL_COMPONENTS:
         assert c in models_dir.COMPONENTS
+
+
+def test_the_engine_tables_import_without_torch():
+    """The modules the CLI reads its tables from, and the packages above them, import no torch
+    (their package __init__s re-export lazily)."""
+    code = ("import sys\n"
+            "import hallo_core.options, hallo_core.cli.main, hallo_core.pipeline, hallo_core.face, hallo_core.audio\n"
+            "import hallo_core.models, hallo_core.models.upscaler, hallo_core.upscale\n"
+            "from hallo_core.pipeline.full_frame import FRAME_MODES\n"
+            "from hallo_core.upscale.windows import SCALES\n"
+            "heavy = [m for m in ('torch', 'numpy', 'cv2', 'mediapipe', 'transformers', 'diffusers') if m in sys.modules]\n"
+            "assert not heavy, heavy\n"
+            "from hallo_core.models import build_hallo_net\n"  # the lazy re-export still works
+            "assert 'torch' in sys.modules\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
 
 
 def test_upscale_options_reach_the_engine_entry_point(monkeypatch, tmp_path):
@@ -160,7 +183,7 @@ def test_debug_shows_the_traceback_and_internal_faults_keep_theirs(tmp_path, mon
     assert cli.main(bad) == 2
     assert capsys.readouterr().err.startswith("error: --steps is -1, outside the range it accepts (--steps)")
     for argv in (["--debug"] + bad, bad + ["--debug"]):  # before or after the subcommand
-        with pytest.raises(UserError, match="--steps is -1"):
+        with pytest.raises(UserError, match="steps is -1"):
             cli.main(argv)
 
     def broken(a):

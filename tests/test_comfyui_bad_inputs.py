@@ -125,7 +125,7 @@ def test_faceless_image_stops_in_the_face_node(server):
     err = _run_error(server, _prompt(LoadImage={"image": "hallo_gradient.png"}))
     assert err["node_type"] == "Hallo_FaceAnalysis" and err["exception_type"].endswith("UserError")
     msg = err["exception_message"]
-    assert msg.startswith("no face found") and "(image): use a" in msg and "no_face='fallback'" in msg
+    assert msg.startswith("no face found") and "(image): use a" in msg and "or use no_face fallback" in msg
 
 
 def test_blank_image_and_missing_face_index_stop_in_the_face_node(server):
@@ -135,7 +135,7 @@ def test_blank_image_and_missing_face_index_stop_in_the_face_node(server):
     assert err["exception_message"].endswith("(image): use a photo with a visible face")
     err = _run_error(server, _prompt(Hallo_FaceAnalysis={"face_index": 3}))
     _assert_stopped_in(err, "Hallo_FaceAnalysis", "face index 3 does not exist (face_index): 1 face was found, "
-                                                  "numbered 0 (leftmost) to 0 (rightmost)")
+                                                  "numbered 0 (leftmost) to 0 (rightmost): pick one of those")
 
 
 @pytest.mark.parametrize("inputs, words", [

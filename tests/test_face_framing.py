@@ -132,7 +132,7 @@ def test_two_faces_index_counts_left_to_right(pair):
     assert right.crop.x0 >= 500 and _inside(right.face.center, right.crop.box)
     left = frame_face(pair, face_index=0)
     assert left.crop.x0 + left.crop.side / 2 < 500 and left.face.center[0] < 500
-    with pytest.raises(FaceIndexError, match="face index 2 does not exist: 2 faces were found"):
+    with pytest.raises(FaceIndexError, match=r"face index 2 does not exist \(face\): 2 faces were found"):
         frame_face(pair, face_index=2)
     preview = right.preview()
     assert preview.shape == pair.shape and not np.array_equal(preview, pair)

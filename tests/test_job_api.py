@@ -10,7 +10,8 @@ import torch
 from hallo_core.io.vae import VaeCodec
 from hallo_core.media.video import MemorySink
 from hallo_core.pipeline.generate import ClipRun, GenerationSettings, generate, stream
-from hallo_core.pipeline.resume import (Checkpoint, ResumeMismatchError, checkpoint_path_for, resume_point,
+from hallo_core.errors import ResumeMismatchError
+from hallo_core.pipeline.resume import (Checkpoint, checkpoint_path_for, resume_point,
                                         save_state)
 from tests.support.tiny_engine import build_tiny_net, build_tiny_vae, random_audio, random_face_data
 

@@ -161,7 +161,8 @@ def test_landscape_carries_the_crop(result):
 def test_face_errors_use_the_cli_words(result):
     kind, msg = result["land_index"]
     assert kind == "UserError"
-    assert msg == "face index 1 does not exist (face_index): 1 face was found, numbered 0 (leftmost) to 0 (rightmost)"
+    assert msg == ("face index 1 does not exist (face_index): 1 face was found, numbered 0 (leftmost) to 0 "
+                   "(rightmost): pick one of those")
     kind, msg = result["blank"]
     assert kind == "UserError" and msg.startswith("the image is almost blank") and "(image): use a photo" in msg
     size, index, margin, ok = result["checks"]

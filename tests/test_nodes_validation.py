@@ -54,7 +54,7 @@ SCRIPT = """
                                              face_expand_ratio=1.2, no_face="error"))
     LV = mods["long_video"].HalloLongVideo
     res["prefix_check"] = LV.validate_inputs(steps=40, cfg=3.5, mask_rate=0.25, filename_prefix="../../etc/x")
-    res["mask_check"] = LV.validate_inputs(steps=40, cfg=3.5, mask_rate=1.0, filename_prefix="a")
+    res["mask_check"] = LV.validate_inputs(steps=40, cfg=3.5, mask_rate=1.5, filename_prefix="a")
     res["steps_check"] = mods["sampler"].HalloSampler.validate_inputs(steps=0, cfg=3.5)
     print(json.dumps(res))
 """

@@ -103,6 +103,22 @@ def test_wrong_top_level_key_names_the_file(tmp_path):
         load_temporal_codeformer(path, **TINY_CF)
 
 
+@pytest.mark.parametrize("wrap", ["params_ema", "params", None])
+def test_realesrgan_is_read_with_or_without_its_wrapper(tmp_path, wrap):
+    """Conversions of RealESRGAN_x2plus.pth often hold the bare state dict: it is the same network."""
+    src = _randomised(RRDBNet(scale=2, **TINY_RR))
+    path = tmp_path / "x2.pth"
+    torch.save({wrap: src.state_dict()} if wrap else src.state_dict(), path)
+    assert _same(load_rrdbnet_x2(path, **TINY_RR), src)
+
+
+def test_realesrgan_under_another_key_is_refused(tmp_path):
+    path = tmp_path / "x2.pth"
+    torch.save({"model": RRDBNet(scale=2, **TINY_RR).state_dict()}, path)
+    with pytest.raises(UpscalerWeightsError, match=r"x2\.pth: none of the top-level keys \['params_ema', 'params'\]"):
+        load_rrdbnet_x2(path, **TINY_RR)
+
+
 def test_mismatches_are_listed(tmp_path):
     sd = RRDBNet(**TINY_RR).state_dict()
     sd.pop("conv_last.bias")

@@ -40,7 +40,8 @@ def download(models: Union[str, Path], which: Union[str, Iterable[str]] = "hallo
     absent = [f"{f} (https://huggingface.co/{repo})" for repo, files in by_repo.items() for f in files
               if not (root / f).is_file()]
     if absent:
-        raise ModelFileMissing("the download finished without: " + ", ".join(absent))
+        raise ModelFileMissing("the download finished without: " + ", ".join(absent),
+                               fix="download them by hand into " + str(root), path=str(root))
     return root
 
 
@@ -78,11 +79,11 @@ def download_failure(exc: BaseException, root: Union[str, os.PathLike],
     by_repo: Dict[str, List[str]] = {}
     for repo, f in files:
         by_repo.setdefault(repo, []).append(f)
-    what = "download failed: " + _network_reason(exc)
-    where = "; ".join(f"https://huggingface.co/{repo}: {', '.join(fs)}" for repo, fs in by_repo.items())
+    listing = "; ".join(f"https://huggingface.co/{repo}: {', '.join(fs)}" for repo, fs in by_repo.items())
+    what = f"download failed: {_network_reason(exc)} ({listing})"
     fix = (f"retry when online, or download those files in a browser and place each at {root}/<its path in "
            f"the repo> (e.g. {root / files[0][1]})" if files else "retry when online")
-    return UserError(what, where, fix)
+    return UserError(what, "models", fix)
 
 
 def _existing_dirs(root: Path) -> set:

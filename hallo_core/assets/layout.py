@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, List, Optional, Tuple, Union
 
+from ..errors import ModelMissingError
+
 HALLO_REPO = "fudan-generative-ai/hallo"
 HALLO2_REPO = "fudan-generative-ai/hallo2"
 
@@ -94,8 +96,8 @@ def source_of(rel: str) -> str:
     return repo_url(HALLO2_REPO if rel.startswith("hallo2") else HALLO_REPO)
 
 
-class ModelFileMissing(FileNotFoundError):
-    """A required model file is absent; the message names the path and the HF repo."""
+class ModelFileMissing(ModelMissingError):
+    """A required model file is absent; ``component`` and ``path`` name it, the fix names its repo."""
 
 
 @dataclass
@@ -112,9 +114,9 @@ class ModelsDir:
         if not ok:
             raise ModelFileMissing(
                 f"missing {component}: expected {p} ({'folder' if kind == 'dir' else 'file'} of the Hugging "
-                f"Face repo {repo}, path '{rel}'). Download it with `python -m hallo_core download "
-                f"--models {self.root} --which {component}` or from https://huggingface.co/{repo}"
-            )
+                f"Face repo {repo}, path '{rel}')",
+                fix=f"download it with `python -m hallo_core download --models {self.root} --which {component}` "
+                    f"or from https://huggingface.co/{repo}", component=component, path=str(p))
         return p
 
     def net(self, hallo2: bool = False) -> Path:
@@ -126,7 +128,9 @@ class ModelsDir:
     def vae(self) -> Path:
         p = self.require("vae")
         if not (p / "config.json").is_file():
-            raise ModelFileMissing(f"missing {p / 'config.json'} (sd-vae-ft-mse of {HALLO_REPO})")
+            raise ModelFileMissing(f"missing {p / 'config.json'} (sd-vae-ft-mse of {HALLO_REPO})",
+                                   fix=f"download it with `python -m hallo_core download --models {self.root} "
+                                       "--which vae`", component="vae", path=str(p / "config.json"))
         return p
 
     def unet_config(self) -> Optional[Path]:
@@ -147,7 +151,8 @@ class ModelsDir:
 def resolve(models: Union[str, Path]) -> ModelsDir:
     root = Path(models).expanduser()
     if not root.is_dir():
-        raise ModelFileMissing(f"models folder {root} does not exist (expected the layout of {HALLO_REPO})")
+        raise ModelFileMissing(f"models folder {root} does not exist", fix="give the models folder (see README: "
+                               f"models folder; the layout of {HALLO_REPO})", path=str(root))
     return ModelsDir(root)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
 from . import layout as models_dir
-from ..errors import UserError, one_line
+from ..errors import ModelMissingError, WeightsError, one_line
 from ..io.checkpoints import CheckpointError
 from .headers import compare_manifest, manifest, onnx_check, zip_check
 
@@ -50,11 +50,12 @@ def expected_net_keys(unet_config: Union[None, dict, PathLike] = None) -> Dict[s
     return dict(_net_keys(json.dumps(cfg, sort_keys=True)))
 
 
-def _fail(e: Exception, where: str, fix: str) -> UserError:
-    return UserError(one_line(e), where, fix)
+def _fail(e: CheckpointError, fix: str, key: str = "models") -> WeightsError:
+    """A header problem of a weights file, with the fix of the check that found it."""
+    return WeightsError(e.what, key, fix, path=e.path)
 
 
-def check_net_file(path: PathLike, unet_config=None, where: str = "--models") -> Optional[str]:
+def check_net_file(path: PathLike, unet_config=None) -> Optional[str]:
     """net.pth / net.safetensors has exactly the Hallo network's keys and shapes; returns a note or None."""
     path = Path(path)
     fix = "download it again (python -m hallo_core download --models MODELS --which hallo)"
@@ -65,11 +66,12 @@ def check_net_file(path: PathLike, unet_config=None, where: str = "--models") ->
         try:
             want = expected_net_keys(unet_config)
         except (OSError, ValueError, KeyError, TypeError, RuntimeError, AssertionError) as e:
-            raise UserError(f"the UNet config {unet_config} does not describe Hallo's network ({one_line(e, 120)})",
-                            where, "use the SD1.5 unet/config.json of the official layout") from None
+            raise WeightsError(f"the UNet config {unet_config} does not describe Hallo's network "
+                               f"({one_line(e, 120)})", fix="use the SD1.5 unet/config.json of the official layout",
+                               path=str(unet_config)) from None
         compare_manifest(found, want, str(path))
     except CheckpointError as e:
-        raise _fail(e, where, fix) from None
+        raise _fail(e, fix) from None
     return None
 
 
@@ -78,45 +80,53 @@ def _vae_expected(folder: Path) -> Dict[str, Tuple[int, ...]]:
     from diffusers import AutoencoderKL
 
     cfg = AutoencoderKL.load_config(str(folder))
-    with torch.device("meta"):
-        vae = AutoencoderKL.from_config(cfg)
+    try:
+        with torch.device("meta"):
+            vae = AutoencoderKL.from_config(cfg)
+    except (ValueError, TypeError, KeyError, RuntimeError, AssertionError) as e:  # diffusers' own refusals
+        raise WeightsError(f"the VAE config {folder / 'config.json'} cannot be built ({one_line(e, 120)})",
+                           fix=_refetch("vae"), path=str(folder / "config.json")) from None
     return _shapes(vae)
 
 
-def check_vae_folder(folder: PathLike, where: str = "--models") -> None:
+def check_vae_folder(folder: PathLike) -> None:
     """sd-vae-ft-mse: config.json parses, the weights' keys are the VAE's.
 
     Attention keys are compared by count only: diffusers renames the old spelling of the mid-block
     attention (query/key/value/proj_attn) when it loads, and either spelling is a valid file.
     """
+    from ..io.vae import vae_config
+
     folder = Path(folder)
     fix = _refetch("vae")
-    cfg = folder / "config.json"
+    vae_config(folder)
+    weights = _weights_file(folder, ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin"), "vae")
     try:
-        json.loads(cfg.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise UserError(f"the VAE config {cfg} cannot be read ({one_line(e, 120)})", where, fix) from None
-    weights = [folder / n for n in ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
-               if (folder / n).is_file()]
-    if not weights:
-        raise UserError(f"no VAE weights in {folder} (diffusion_pytorch_model.safetensors)", where, fix)
-    try:
-        found = manifest(weights[0])
+        found = manifest(weights)
         if found is None:
             return
         want = _vae_expected(folder)
         plain = {k: v for k, v in want.items() if ".attentions." not in k}
-        compare_manifest({k: v for k, v in found.items() if ".attentions." not in k}, plain, str(weights[0]),
+        compare_manifest({k: v for k, v in found.items() if ".attentions." not in k}, plain, str(weights),
                          "the VAE of its config.json")
         n_att = sum(".attentions." in k for k in want)
         got_att = sum(".attentions." in k for k in found)
         if n_att != got_att:
-            raise CheckpointError(f"{weights[0]} has {got_att} attention tensors, the VAE needs {n_att}")
+            raise CheckpointError(f"{weights} has {got_att} attention tensors, the VAE needs {n_att}")
     except CheckpointError as e:
-        raise _fail(e, where, fix) from None
+        raise _fail(e, fix) from None
 
 
-def check_wav2vec_folder(folder: PathLike, where: str = "--models") -> None:
+def _weights_file(folder: Path, names: Tuple[str, ...], component: str) -> Path:
+    """The first of ``names`` in ``folder``, or the ModelMissingError naming the component."""
+    for n in names:
+        if (folder / n).is_file():
+            return folder / n
+    raise ModelMissingError(f"no {component} weights in {folder} ({names[0]})", fix=_refetch(component),
+                            component=component, path=str(folder))
+
+
+def check_wav2vec_folder(folder: PathLike) -> None:
     """wav2vec2-base-960h: config.json builds the encoder, the weights' keys (after the loader's
     renames) are that encoder's."""
     import torch
@@ -126,15 +136,17 @@ def check_wav2vec_folder(folder: PathLike, where: str = "--models") -> None:
 
     folder = Path(folder)
     fix = _refetch("wav2vec")
+    if not (folder / "config.json").is_file():  # transformers would fall back to its default config
+        raise ModelMissingError(f"the wav2vec2 folder {folder} has no config.json", fix=fix, component="wav2vec",
+                                path=str(folder / "config.json"))
     try:
         config = Wav2Vec2Config.from_pretrained(str(folder), local_files_only=True)
     except (OSError, ValueError) as e:
-        raise UserError(f"the wav2vec2 config in {folder} cannot be read ({one_line(e, 120)})", where, fix) from None
-    weights = [folder / n for n in ("model.safetensors", "pytorch_model.bin") if (folder / n).is_file()]
-    if not weights:
-        raise UserError(f"no wav2vec2 weights in {folder} (model.safetensors)", where, fix)
+        raise WeightsError(f"the wav2vec2 config in {folder} cannot be read ({one_line(e, 120)})", fix=fix,
+                           path=str(folder / "config.json")) from None
+    weights = _weights_file(folder, ("model.safetensors", "pytorch_model.bin"), "wav2vec")
     try:
-        found = manifest(weights[0])
+        found = manifest(weights)
         if found is None:
             return
         with torch.device("meta"):
@@ -142,12 +154,12 @@ def check_wav2vec_folder(folder: PathLike, where: str = "--models") -> None:
         found = _convert_keys(found)
         found.pop("masked_spec_embed", None)
         want.pop("masked_spec_embed", None)
-        compare_manifest(found, want, str(weights[0]), "wav2vec2 of its config.json")
+        compare_manifest(found, want, str(weights), "wav2vec2 of its config.json")
     except CheckpointError as e:
-        raise _fail(e, where, fix) from None
+        raise _fail(e, fix) from None
 
 
-def check_face_folder(folder: PathLike, where: str = "--models") -> List[str]:
+def check_face_folder(folder: PathLike) -> List[str]:
     """face_analysis/models: the two ONNX graphs are whole; the landmarker bundle opens if present."""
     folder = Path(folder)
     fix = _refetch("face_analysis")
@@ -163,38 +175,47 @@ def check_face_folder(folder: PathLike, where: str = "--models") -> List[str]:
         else:
             notes.append(f"{task} is absent: mediapipe's legacy FaceMesh gives the landmarks")
     except CheckpointError as e:
-        raise _fail(e, where, fix) from None
+        raise _fail(e, fix) from None
     return notes
 
 
-def check_onnx_file(path: PathLike, where: str = "--models", fix: str = "download it again") -> None:
+def check_onnx_file(path: PathLike, fix: str = "download it again") -> None:
     try:
         onnx_check(path)
     except CheckpointError as e:
-        raise _fail(e, where, fix) from None
+        raise _fail(e, fix) from None
 
 
-def check_torch_file(path: PathLike, where: str = "--models", fix: str = "download it again") -> None:
-    """Any torch weights file (the upscalers'): it opens, lists tensors only, and is complete."""
+def check_torch_file(path: PathLike, fix: str = "download it again", wrappers: Tuple[str, ...] = (),
+                     bare_key: str = "", key: str = "models") -> None:
+    """Any torch weights file (the upscalers'): it opens, lists tensors only, and is complete.
+
+    ``wrappers``: the top-level keys the loader takes the tensors from; ``bare_key``: a key that
+    marks a state dict saved without a wrapper, which the loader takes too. A file that holds its
+    tensors under another key is refused here, before any weights are read.
+    """
     try:
-        manifest(path)
+        found = manifest(path)
     except CheckpointError as e:
-        raise _fail(e, where, fix) from None
+        raise _fail(e, fix, key) from None
+    if not wrappers or found is None:
+        return
+    tops = {k.split(".", 1)[0] for k in found}
+    if not tops & set(wrappers) and bare_key not in found:
+        named = " or ".join(wrappers) + (" or at the top level" if bare_key else "")
+        raise WeightsError(f"{path} holds its tensors under {', '.join(sorted(tops)[:3])}, not under {named}", key,
+                           fix, path=str(path))
 
 
 def check_model_files(models: PathLike, bundle: str = "hallo", separator: bool = True,
-                      where: str = "--models") -> List[str]:
+) -> List[str]:
     """Every file ``bundle`` (hallo, hallo2, hallo2-4k) needs: present and with the expected keys.
 
     Returns notes (optional parts absent); raises UserError for the first bad or missing file.
     """
     from . import layout as md
 
-    try:
-        m = md.resolve(models)
-    except md.ModelFileMissing as e:
-        raise UserError(one_line(e).split(" (")[0], where, "give the models folder (see README: models folder)") \
-            from None
+    m = md.resolve(models)
     notes: List[str] = []
     comps = list(md.BUNDLES[bundle])
     if "unet_config" in comps:  # the network's expected keys are built from it: check it first
@@ -210,7 +231,7 @@ def check_model_files(models: PathLike, bundle: str = "hallo", separator: bool =
             if not p.is_file():
                 notes.append(f"{p} is absent: the audio is used without vocal separation")
                 continue
-            check_onnx_file(p, where, f"download it again ({fix_dl})")
+            check_onnx_file(p, f"download it again ({fix_dl})")
             continue
         if comp == "unet_config":
             p = m.unet_config()
@@ -220,30 +241,33 @@ def check_model_files(models: PathLike, bundle: str = "hallo", separator: bool =
                 try:
                     json.loads(Path(p).read_text(encoding="utf-8"))
                 except (OSError, ValueError) as e:
-                    raise UserError(f"the UNet config {p} cannot be read ({one_line(e, 100)})", where,
-                                    f"download it again ({fix_dl})") from None
+                    raise WeightsError(f"the UNet config {p} cannot be read ({one_line(e, 100)})",
+                                       fix=f"download it again ({fix_dl})", path=str(p)) from None
             continue
         try:
             p = m.net(comp == "hallo2") if comp in ("hallo", "hallo2") else m.require(comp)
         except md.ModelFileMissing:
-            raise UserError(f"missing {comp}: {m.root / rel}", where,
-                            f"run `{fix_dl}`, or download '{rel}' from https://huggingface.co/{repo} into "
-                            f"{m.root}") from None
+            raise md.ModelFileMissing(f"missing {comp}: {m.root / rel}",
+                                      fix=f"run `{fix_dl}`, or download '{rel}' from https://huggingface.co/{repo} "
+                                          f"into {m.root}", component=comp, path=str(m.root / rel)) from None
         if comp in ("hallo", "hallo2"):
-            note = check_net_file(p, m.unet_config(), where)
+            note = check_net_file(p, m.unet_config())
             if note:
                 notes.append(note)
         elif comp == "vae":
-            check_vae_folder(p, where)
+            check_vae_folder(p)
         elif comp == "wav2vec":
-            check_wav2vec_folder(p, where)
+            check_wav2vec_folder(p)
         elif comp == "face_analysis":
-            notes += check_face_folder(p, where)
+            notes += check_face_folder(p)
         elif comp == "hallo2_sr":
-            check_torch_file(p, where, f"download it again ({fix_dl})")
+            check_torch_file(p, f"download it again ({fix_dl})", wrappers=("params_ema",))
         elif comp in ("facelib", "realesrgan"):
             for f in _files:
-                check_torch_file(m.root / f, where, f"download it again ({fix_dl})")
+                esrgan = comp == "realesrgan"  # the loaders: hallo_core.io.upscaler_weights
+                check_torch_file(m.root / f, f"download it again ({fix_dl})",
+                                 wrappers=("params_ema", "params") if esrgan else (),
+                                 bare_key="conv_first.weight" if esrgan else "")
     return notes
 
 

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..assets.layout import rel_path
+from ..errors import ModelMissingError, WeightsError
 
 log = logging.getLogger(__name__)
 
@@ -112,10 +113,8 @@ def _read_state_dict(folder: Path) -> tuple:
 
                 return load_file(str(path)), path
             return torch.load(str(path), map_location="cpu", weights_only=True), path
-    raise FileNotFoundError(
-        f"no wav2vec2 weights in {folder}: expected model.safetensors or pytorch_model.bin "
-        f"(the official {rel_path('wav2vec')} folder)"
-    )
+    raise ModelMissingError(f"no wav2vec2 weights in {folder}: expected model.safetensors or pytorch_model.bin",
+                            fix=f"download {rel_path('wav2vec')} again (python -m hallo_core download --models MODELS --which wav2vec)", component="wav2vec", path=str(folder))
 
 
 class HalloWav2Vec(nn.Module):
@@ -262,7 +261,8 @@ class HalloWav2Vec(nn.Module):
 
         folder = Path(folder)
         if not (folder / "config.json").is_file():
-            raise FileNotFoundError(f"wav2vec2 folder {folder} has no config.json")
+            raise ModelMissingError(f"the wav2vec2 folder {folder} has no config.json", fix=f"download {rel_path('wav2vec')} again (python -m hallo_core download --models MODELS --which wav2vec)",
+                                    component="wav2vec", path=str(folder / "config.json"))
         config = Wav2Vec2Config.from_pretrained(str(folder), local_files_only=True)
         do_normalize, sampling_rate = True, 16000
         pre = folder / "preprocessor_config.json"
@@ -274,7 +274,8 @@ class HalloWav2Vec(nn.Module):
         else:
             log.warning("%s has no preprocessor_config.json; assuming do_normalize=True (as %s)", folder, rel_path("wav2vec"))
         if sampling_rate != 16000:
-            raise ValueError(f"wav2vec2 preprocessor expects {sampling_rate} Hz; Hallo's features need a 16 kHz model")
+            raise WeightsError(f"the wav2vec2 preprocessor expects {sampling_rate} Hz; Hallo's features need a 16 kHz "
+                               "model", fix=f"download {rel_path('wav2vec')} again (python -m hallo_core download --models MODELS --which wav2vec)", path=str(pre))
 
         raw, weights_path = _read_state_dict(folder)
         state = _convert_keys(raw)
@@ -283,11 +284,11 @@ class HalloWav2Vec(nn.Module):
         missing = sorted(own - set(state) - {"masked_spec_embed"})
         unexpected = sorted(set(state) - own)
         if missing or unexpected:
-            raise ValueError(
+            raise WeightsError(
                 f"wav2vec2 checkpoint {weights_path} does not match the model: "
                 f"missing {missing[:8]}{'...' if len(missing) > 8 else ''}, "
-                f"unexpected {unexpected[:8]}{'...' if len(unexpected) > 8 else ''}"
-            )
+                f"unexpected {unexpected[:8]}{'...' if len(unexpected) > 8 else ''}", fix=f"download {rel_path('wav2vec')} again (python -m hallo_core download --models MODELS --which wav2vec)",
+                path=str(weights_path))
         model.load_state_dict(state, strict=False)
         stat = weights_path.stat()
         model.fingerprint = f"{weights_path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{do_normalize}"

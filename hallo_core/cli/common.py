@@ -1,4 +1,5 @@
-"""What the subcommands share: number parsing, device and dtype names, printed findings, fetching."""
+"""What the subcommands share: the options generated from the schema, the CLI's words for the
+engine's input keys, number parsing, device and dtype names, printed findings, fetching."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import sys
 from pathlib import Path
 
 from ..assets import layout as models_dir
-from ..errors import UserError
+from ..errors import UserError, fill
+from ..options import OPTIONS, Spec
 
 DTYPE_NAMES = ("bf16", "fp16", "fp32")
 # generate runs without these: built-in SD1.5 UNet values, no vocal separation
@@ -16,9 +18,47 @@ OPTIONAL_COMPONENTS = ("unet_config", "audio_separator")
 DOWNLOAD_NAMES = {"bundles": tuple(models_dir.BUNDLES), "components": tuple(models_dir.COMPONENTS)}
 
 
+# How the CLI names the engine's input keys (hallo_core.errors.UserError.key); an option's key is
+# named by its flag from the schema.
+INPUTS = {"image": "--image", "audio": "--audio", "out": "--out", "models": "--models", "device": "--device",
+          "resume": "--resume", "input": "--input", "output": "--output", "paste_into": "--paste-into",
+          "framing": "--framing", "which": "--which", "src": "src", "dst": "dst", "install": "install"}
+
+
+def words(key: str) -> str:
+    """The CLI's name for an input key: ``image`` -> ``--image``, ``pose_weight`` -> ``--pose-weight``."""
+    if key in INPUTS:
+        return INPUTS[key]
+    return OPTIONS[key].cli_name if key in OPTIONS else key
+
+
+def add_options(p: argparse.ArgumentParser, keys) -> None:
+    """The schema's options ``keys`` (those the CLI shows) as arguments of ``p``; the range checks
+    happen after parsing (:func:`hallo_core.options.check_options`), so a bad value is named with
+    what the option accepts."""
+    for key in keys:
+        s = OPTIONS[key]
+        if "cli" not in s.hosts:
+            continue
+        if s.kind is bool:
+            p.add_argument(*s.cli_flags, dest=key, action="store_true", help=s.help)
+        elif s.choices:
+            p.add_argument(*s.cli_flags, dest=key, default=s.default, choices=s.choices, help=s.help,
+                           type=s.kind if s.kind is not str else None)
+        else:
+            p.add_argument(*s.cli_flags, dest=key, type=number, default=s.default, help=_help(s))
+        for old in s.aliases:
+            alias(p, old, key, **({"type": number} if s.numeric else {}))
+
+
+def _help(s: Spec) -> str:
+    rng = f"{s.lo:g}..{s.hi:g}" if s.kind is float else f"{int(s.lo)}..{int(s.hi)}"
+    return f"{s.help} [{rng}]"
+
+
 def number(text: str):
-    """Any number, NaN and inf included: the range checks (hallo_core.checks.OPTIONS) then name
-    the option and what it accepts, which argparse's ``invalid int value`` does not."""
+    """Any number, NaN and inf included: the range checks (hallo_core.options) then name the option
+    and what it accepts, which argparse's ``invalid int value`` does not."""
     try:
         return int(text)
     except ValueError:
@@ -44,13 +84,13 @@ def device(name: str) -> str:
 
 
 def alias(p: argparse.ArgumentParser, old: str, dest: str, **kw) -> None:
-    """An old spelling that still parses but is not shown in --help."""
+    """Another spelling (upstream's video_sr.py style) that parses but is not shown in --help."""
     p.add_argument(old, dest=dest, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kw)
 
 
 def print_findings(pf) -> None:
     for w in pf.warnings:
-        print(f"warning: {w}", file=sys.stderr)
+        print(f"warning: {fill(w, words)}", file=sys.stderr)
     for n in pf.notes:
         print(f"note: {n}", file=sys.stderr)
 
@@ -62,7 +102,7 @@ def fetch(models: str, which) -> Path:
     try:
         plan = files_to_fetch(which)
     except ValueError as e:
-        raise UserError(str(e), "--which", "give names from `hallo download --help`") from None
+        raise UserError(str(e), "which", "give names from `hallo download --help`") from None
     try:
         return download(models, files=plan)
     except (UserError, models_dir.ModelFileMissing):

@@ -15,18 +15,16 @@ import shlex
 import sys
 from pathlib import Path
 
-from ..checks import Option, check_options
-from ..errors import UserError, one_line
+from ..errors import InstallError, OutputError, UserError, one_line
+from ..options import check_options, unset_to_none
 from .interrupts import interrupt_hint, print_hint
 
-GENERATE_OPTIONS = ("steps", "cfg", "seed", "pose_weight", "face_weight", "lip_weight", "size", "mask_rate",
-                    "cfg_steps")
-# options of the CLI's framing only (the nodes frame through their own inputs)
-FRAMING_OPTIONS = {
-    "margin": Option(float, 0.0, 4.0, 0.75, hint="per side, times the face's size"),
-    "max_side": Option(int, 64, 16384, 1920),
-    "face": Option(int, 0, 99, None, optional=True, hint="faces are counted left to right from 0"),
-}
+# the schema's options of generate (hallo_core.options), in the order --help lists them
+GENERATE_OPTIONS = ("steps", "cfg", "seed", "pose_weight", "face_weight", "lip_weight", "size", "face", "frame",
+                    "margin", "max_side", "detector", "no_face")
+GENERATE_FAST_OPTIONS = ("mask_rate", "scheduler", "cfg_steps", "audio_features", "no_separator")
+# the options that become GenerationSettings (the others decide framing, audio and models)
+SETTINGS = ("steps", "cfg", "seed", "pose_weight", "face_weight", "lip_weight", "size", "mask_rate", "cfg_steps")
 # what generate writes next to --out besides the video
 SIDE_FILES = (".resume.pt", ".resume.pt.tmp", ".framing.json", ".partial")
 FPS = 25
@@ -34,14 +32,14 @@ FPS = 25
 
 def _side_file_clash(a) -> None:
     out = os.path.expanduser(os.fspath(a.out))
-    for option, value in (("--image", a.image), ("--audio", a.audio)):
+    for key, value in (("image", a.image), ("audio", a.audio)):
         if value is None:
             continue
         given = Path(os.path.expanduser(os.fspath(value))).resolve()
         for suffix in SIDE_FILES:
             if given == Path(out + suffix).resolve():
-                raise UserError(f"{value} is a file generate writes next to --out ({Path(out).name}{suffix})",
-                                option, "give the original input file, or choose another --out")
+                raise UserError(f"{value} is a file generate writes next to {{=out}} ({Path(out).name}{suffix})",
+                                key, "give the original input file, or choose another {=out}")
 
 
 def _missing_models(models, bundle: str) -> None:
@@ -63,9 +61,10 @@ def _missing_models(models, bundle: str) -> None:
             missing.append(c)
     if len(missing) > 1:
         repos = " and ".join(md.repo_url(r) for r in sorted({md.COMPONENTS[c][1] for c in missing}))
-        raise UserError("missing " + ", ".join(f"{c} ({md.rel_path(c)})" for c in missing), f"--models {m.root}",
-                        f"run `python -m hallo_core download --models {m.root} --which {bundle}` or add --download, "
-                        f"or download them by hand from {repos} into {m.root}")
+        raise md.ModelFileMissing("missing " + ", ".join(f"{c} ({md.rel_path(c)})" for c in missing) + f" in {m.root}",
+                                  fix=f"run `python -m hallo_core download --models {m.root} --which {bundle}` or add "
+                                      f"--download, or download them by hand from {repos} into {m.root}",
+                                  component=missing[0], path=str(m.root))
 
 
 def _check_soundtrack_rate(sample_rate: int) -> None:
@@ -76,38 +75,23 @@ def _check_soundtrack_rate(sample_rate: int) -> None:
     rates = sorted(av.codec.Codec("aac", "w").audio_rates or ())
     if rates and int(sample_rate) not in rates:
         raise UserError(f"the audio's sample rate, {sample_rate} Hz, cannot be carried by the mp4's AAC soundtrack",
-                        "--audio", f"resample it to one of {', '.join(str(r) for r in rates if r >= 8000)} Hz "
+                        "audio", f"resample it to one of {', '.join(str(r) for r in rates if r >= 8000)} Hz "
                         "(e.g. 16000 or 48000)")
 
 
-def _first_clause(e: Exception) -> str:
-    text = one_line(e)
-    cut = [i for i in (text.find(": "), text.find("; ")) if i > 0]
-    return text[: min(cut)] if cut else text
-
-
 def _frame(a, session, job):
-    """Find and prepare the face; a picture that cannot be animated is a user error for --image."""
+    """Find and prepare the face; the face front end's errors name the input they concern."""
     try:
-        from ..face.errors import BadImageError, FaceIndexError, NoFaceError
-        from ..face.landmarks import LandmarkerUnavailableError
+        from ..face.errors import NoFaceError
     except ImportError as e:
-        raise UserError(f"the face front end cannot be imported ({one_line(e, 160)})", "install",
-                        "pip install -r requirements.txt") from e
+        raise InstallError(f"the face front end cannot be imported ({one_line(e, 160)})",
+                           fix="pip install -r requirements.txt") from e
     try:
         return session.frame(job)
     except NoFaceError as e:
-        if a.face is not None:
-            raise UserError(_first_clause(e), "--face", "leave --face out, or use a photo with that face") from e
-        raise UserError(_first_clause(e), "--image",
-                        "use a photo with a clearly visible, roughly frontal face, or add --no-face fallback to "
-                        "animate it anyway (upstream's fallback: no identity, the whole picture as the face)") from e
-    except FaceIndexError as e:
-        raise UserError(one_line(e), "--face") from e
-    except BadImageError as e:
-        raise UserError(one_line(e), "--image") from e
-    except LandmarkerUnavailableError as e:
-        raise UserError(one_line(e), "--models") from e
+        if job.face is None:
+            raise
+        raise NoFaceError(e.what, "face", "leave {=face} out, or use a photo with that face") from None
 
 
 def _job(a, opts):
@@ -118,7 +102,8 @@ def _job(a, opts):
         steps=opts["steps"], cfg=opts["cfg"], seed=opts["seed"], pose_weight=opts["pose_weight"],
         face_weight=opts["face_weight"], lip_weight=opts["lip_weight"], scheduler=a.scheduler,
         cfg_steps=opts["cfg_steps"], mask_rate=opts["mask_rate"])
-    return GenerateJob(a.image, a.audio, a.out, settings, hallo2=a.hallo2, size=opts["size"], face=a.face,
+    return GenerateJob(a.image, a.audio, a.out, settings, hallo2=a.hallo2, size=opts["size"],
+                       face=unset_to_none("face", a.face),
                        frame=a.frame, margin=a.margin, max_side=a.max_side, detector=a.detector,
                        no_face=a.no_face, separator=not a.no_separator, audio_features=a.audio_features,
                        resume=a.resume)
@@ -132,9 +117,10 @@ def check_job(a, fetched=None):
     from .preflight import preflight_generate
 
     # the ranges first: a typo is reported before torch is even imported
-    for k, v in check_options({k: getattr(a, k) for k in FRAMING_OPTIONS}, "cli", FRAMING_OPTIONS).items():
+    for k, v in check_options({k: getattr(a, k) for k in GENERATE_OPTIONS + GENERATE_FAST_OPTIONS}).items():
         setattr(a, k, v)
-    opts = check_options({k: getattr(a, k) for k in GENERATE_OPTIONS}, "cli")
+    opts = {k: getattr(a, k) for k in SETTINGS}
+    opts["cfg_steps"] = unset_to_none("cfg_steps", opts["cfg_steps"])
     _side_file_clash(a)
     bundle = "hallo2" if a.hallo2 else "hallo"
     pf = preflight_generate(a.models, a.image, a.audio, a.out, opts, device=_device(a.device), hallo2=a.hallo2,
@@ -143,8 +129,8 @@ def check_job(a, fetched=None):
     out = Path(os.path.expanduser(os.fspath(a.out)))
     ckpt = out.with_name(out.name + ".resume.pt")
     if not a.resume and ckpt.is_file() and out.is_file():
-        raise UserError(f"{out} holds an interrupted run (its checkpoint {ckpt.name} is next to it)", "--out",
-                        f"add --resume to continue it, or delete {ckpt.name} (or choose another --out) to start over")
+        raise OutputError(f"{out} holds an interrupted run (its checkpoint {ckpt.name} is next to it)", "out",
+                          f"add --resume to continue it, or delete {ckpt.name} (or choose another --out) to start over")
     models_key = (bundle, not a.no_separator)
     if fetched is None or models_key not in fetched:
         if a.download:
@@ -178,7 +164,7 @@ def run_generate(a) -> int:
 
     from tqdm import tqdm
 
-    from ..pipeline.resume import ResumeMismatchError, load_state
+    from ..pipeline.resume import load_state
 
     audio = session.embed(job)
     n_clips = -(-audio.num_frames // job.settings.clip_frames)
@@ -203,11 +189,9 @@ def run_generate(a) -> int:
     except KeyboardInterrupt:  # a second signal: the finished clips are on disk with their checkpoint
         bar.close()
         return _interrupted(a, out, load_state(ckpt).frames_done if ckpt.is_file() else 0)
-    except ResumeMismatchError as e:
-        bar.close()
-        raise UserError(f"the resume checkpoint {ckpt} was written for other inputs or settings", "--resume",
-                        f"give the inputs and settings of the interrupted run, or delete {ckpt.name} to start "
-                        "over") from e
+    except Exception:
+        bar.close()  # the error line starts a line of its own
+        raise
     bar.close()
     if result.interrupted:
         return _interrupted(a, out, result.frames_written)

@@ -16,17 +16,13 @@ import sys
 from typing import List, Optional
 
 from ..assets import layout as models_dir
-from ..errors import EXIT_USER, as_user_error, one_line
+from ..errors import EXIT_USER, InstallError, UserError, one_line
 from .interrupts import InterruptGuard, print_hint
 
 from . import batch, convert, download, upscale
-from .common import DOWNLOAD_NAMES, DTYPE_NAMES, OPTIONAL_COMPONENTS, number as _number  # noqa: F401 (tests read them here)
-from .upscale import UPSCALE_SCALES  # noqa: F401
+from .common import DOWNLOAD_NAMES, DTYPE_NAMES, OPTIONAL_COMPONENTS, add_options, words
+from .generate import GENERATE_FAST_OPTIONS, GENERATE_OPTIONS
 
-# Copies of the engine's tables (tests/test_cli_help.py keeps them equal): reading the engine's
-# would import torch just to print --help.
-SCHEDULER_NAMES = ("ddim", "dpmpp", "unipc", "euler")
-FRAME_NAMES = ("auto", "square", "stretch")
 _NET = models_dir.rel_path("hallo")
 
 
@@ -48,41 +44,14 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--image", required=True, help="any photo with a face (PNG, JPEG, WebP, ...)")
     g.add_argument("--audio", required=True, help="speech audio (wav/mp3/... via PyAV); sets the length")
     g.add_argument("--out", required=True, help="output .mp4 (H.264 + the original audio)")
-    g.add_argument("--steps", type=_number, default=40, help="denoising steps per clip")
-    g.add_argument("--cfg", type=_number, default=3.5, help="classifier-free guidance scale")
-    g.add_argument("--seed", type=_number, default=42, help="same seed + device = same video")
-    g.add_argument("--pose-weight", type=_number, default=1.0, help="audio-driven head motion")
-    g.add_argument("--face-weight", type=_number, default=1.0, help="audio-driven expression")
-    g.add_argument("--lip-weight", type=_number, default=1.0, help="audio-driven lip motion")
-    g.add_argument("--size", type=_number, default=512, help="square working size (multiple of 64)")
-    g.add_argument("--face", type=_number, default=None, metavar="N",
-                   help="which face to animate, counted left to right from 0 (default: the largest)")
-    g.add_argument("--frame", choices=FRAME_NAMES, default="auto",
-                   help="auto: a square photo the face fills is animated whole (upstream's path), any "
-                        "other is cropped around the face and pasted back; square: the crop video; "
-                        "stretch: squash the whole photo into the square (upstream)")
-    g.add_argument("--margin", type=_number, default=0.75, help="crop margin per side, x the face's size")
-    g.add_argument("--max-side", type=_number, default=1920, help="cap on the pasted-back video's long side")
-    g.add_argument("--detector", choices=("auto", "scrfd", "mediapipe"), default="auto",
-                   help=f"face finder: auto = SCRFD when {models_dir.rel_path('face_analysis')}/ has it, else mediapipe")
-    g.add_argument("--no-face", choices=("error", "fallback"), default="error",
-                   help="a picture without a usable face: refuse it, or animate it as upstream does "
-                        "(zero identity, the whole picture as the face region)")
+    add_options(g, GENERATE_OPTIONS)
     g.add_argument("--device", default="auto", help="torch device (auto = cuda if available, else cpu)")
     g.add_argument("--dtype", choices=DTYPE_NAMES, default=None,
                    help="default: fp16 on CUDA (upstream's), fp32 on CPU")
     g.add_argument("--hallo2", action="store_true", help="Hallo2 weights + motion-frame drop")
-    g.add_argument("--mask-rate", type=_number, default=0.25, help="Hallo2 drop rate (0 = plain Hallo chaining)")
     g.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from OUT.mp4.resume.pt (same inputs and settings)")
-    g.add_argument("--scheduler", choices=SCHEDULER_NAMES, default="ddim",
-                   help="ddim is faithful; the others are a fast mode (not bit-faithful)")
-    g.add_argument("--cfg-steps", type=_number, default=None, help="fast mode: CFG only on the first N steps")
-    g.add_argument("--audio-features", choices=["auto", "float32", "float16"], default="auto",
-                   help="storage of the audio features: auto = float32 up to 10 min, float16 beyond "
-                        "(an hour is 3.3 GB as float32)")
-    g.add_argument("--no-separator", action="store_true",
-                   help=f"skip vocal separation (also skipped, with a warning, when {models_dir.rel_path('audio_separator')} is absent)")
+    add_options(g, GENERATE_FAST_OPTIONS)
     g.add_argument("--download", action="store_true", help="fetch missing official weights first")
 
     batch.add_arguments(sub.add_parser("batch", help="many generate jobs from a .jsonl or .csv file, the models read once",
@@ -91,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
 
     u = sub.add_parser("upscale", help="Hallo2 temporal face restoration + background upscaling of a video",
                        description="Upscale a video (e.g. generate's 512 px output) with Hallo2's temporal "
-                                   "CodeFormer and RealESRGAN x2; the input's audio is copied.")
+                                   "CodeFormer and RealESRGAN x2; the input's audio is copied.", formatter_class=fmt)
     upscale.add_arguments(u)
 
     c = sub.add_parser("convert", help=f"convert {os.path.basename(_NET)} to fp16 safetensors", formatter_class=fmt)
@@ -159,8 +128,18 @@ def main(argv: Optional[List[str]] = None) -> int:
         print_hint(f"interrupted ({guard.signal_name}): {note}")
         return guard.exit_code
     except Exception as e:
-        ue = as_user_error(e)
+        ue = e if isinstance(e, UserError) else _missing_package(e)
         if ue is None or a.debug:  # an internal fault keeps its traceback
             raise
-        print(ue.cli_line, file=sys.stderr, flush=True)
+        print(ue.placed(words).cli_line, file=sys.stderr, flush=True)
         return EXIT_USER
+
+
+def _missing_package(e: Exception) -> Optional[UserError]:
+    """A package the command needs that cannot be imported (torch not installed, a broken install)."""
+    if not isinstance(e, ImportError) or (e.name or "").split(".")[0] == "hallo_core":
+        return None  # a fault of this package's own imports keeps its traceback
+    name = e.name or "a required package"
+    fix = ("install PyTorch first (https://pytorch.org/get-started/locally/, e.g. pip install torch), then "
+           "pip install -r requirements.txt") if name.split(".")[0] == "torch" else "pip install -r requirements.txt"
+    return InstallError(f"{name} cannot be imported ({one_line(e, 160)})", fix=fix)

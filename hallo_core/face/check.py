@@ -26,12 +26,13 @@ def load_image(path: Union[str, os.PathLike], exif_transpose: bool = True):
 
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise ImageDecodeError(f"image {path!r} does not exist")
+        raise ImageDecodeError(f"image {path!r} does not exist", fix="check the path")
     try:
         img = Image.open(path)
         img.load()
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise ImageDecodeError(f"cannot decode {path!r} as an image ({exc}); use a PNG, JPEG or WebP file") from exc
+        raise ImageDecodeError(f"cannot decode {path!r} as an image ({exc})",
+                               fix="use a PNG, JPEG or WebP file") from exc
     if exif_transpose:
         img = ImageOps.exif_transpose(img)
     return img
@@ -55,11 +56,12 @@ def check_image(image: ImageLike) -> np.ndarray:
     """The picture as [H, W, 3] uint8 RGB, or BlankImageError when there is nothing in it."""
     alpha = _alpha(image)
     if alpha is not None and not np.any(alpha):
-        raise BlankImageError("the image is fully transparent: there is no picture to animate")
+        raise BlankImageError("the image is fully transparent: there is no picture to animate",
+                              fix="use a photo with a visible face")
     rgb = to_rgb_uint8(image)
     grey = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
     std = float(grey.std())
     if std < BLANK_STD:
-        raise BlankImageError(f"the image is almost blank (one flat colour, grey-level spread {std:.1f} of 255): "
-                              "use a photo with a visible face")
+        raise BlankImageError(f"the image is almost blank (one flat colour, grey-level spread {std:.1f} of 255)",
+                              fix="use a photo with a visible face")
     return rgb

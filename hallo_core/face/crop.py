@@ -14,9 +14,9 @@ from typing import Optional, Tuple
 import cv2
 import numpy as np
 
-DEFAULT_MARGIN = 0.75
+from .defaults import DEFAULT_MARGIN, DEFAULT_MAX_SIDE
+
 MIN_MARGIN = 0.1  # what is kept before padding when the image is too small for the full margin
-DEFAULT_MAX_SIDE = 1920
 MIN_FACE_SIZE = 64  # pixels of the face box's long side in the source image
 SQUARE_TOLERANCE = 0.02
 FILL_FRACTION = 0.25
@@ -116,7 +116,7 @@ def output_size(width: int, height: int, max_side: int = DEFAULT_MAX_SIDE) -> Tu
 
 def fills_square(width: int, height: int, face_box, min_fill: float = FILL_FRACTION,
                  tolerance: float = SQUARE_TOLERANCE) -> bool:
-    """Whether the picture already looks like Hallo's input, so today's faithful path applies.
+    """Whether the picture already looks like Hallo's input, so upstream's faithful path applies.
 
     True when the image is square within ``tolerance`` of its long side and the face box's
     long side spans at least ``min_fill`` of the image's short side. Such a picture goes

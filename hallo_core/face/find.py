@@ -23,6 +23,7 @@ from typing import List, Optional, Sequence
 import cv2
 import numpy as np
 
+from .defaults import DETECTORS
 from .detect import DETECTOR_FILENAME, SCRFD
 from .errors import FaceIndexError, NoFaceError
 
@@ -120,8 +121,9 @@ class MediapipeFaceDetector:
         except (AttributeError, ImportError) as exc:  # pragma: no cover - depends on the install
             raise LandmarkerUnavailableError(
                 f"no face detector available: {DETECTOR_FILENAME} is missing and mediapipe "
-                f"{getattr(mp, '__version__', '?')} has no bundled face_detection"
-            ) from exc
+                f"{getattr(mp, '__version__', '?')} has no bundled face_detection",
+                fix=f"download {DETECTOR_FILENAME} (python -m hallo_core download --models MODELS --which "
+                    "face_analysis)") from exc
         self.min_score = float(min_score)
         self.tiles = bool(tiles)
         self._impl = module.FaceDetection(model_selection=1, min_detection_confidence=self.min_score)
@@ -186,8 +188,8 @@ _DETECTORS_LOCK = threading.Lock()
 def get_face_detector(detector_path: Optional[str] = None, providers: Optional[Sequence[str]] = None,
                       backend: str = "auto"):
     """SCRFD when its file exists ("auto") or is asked for ("scrfd"), else mediapipe's BlazeFace."""
-    if backend not in ("auto", "scrfd", "mediapipe"):
-        raise ValueError(f"backend must be 'auto', 'scrfd' or 'mediapipe', not {backend!r}")
+    if backend not in DETECTORS:
+        raise ValueError(f"backend must be one of {', '.join(DETECTORS)}, not {backend!r}")
     has_scrfd = bool(detector_path) and os.path.isfile(str(detector_path))
     use_scrfd = backend == "scrfd" or (backend == "auto" and has_scrfd)
     key = ("scrfd", os.path.abspath(str(detector_path)), tuple(providers or ())) if use_scrfd else ("mediapipe",)
@@ -210,15 +212,15 @@ def detect_faces(rgb: np.ndarray, detector=None) -> List[FaceBox]:
 def choose_face(faces: Sequence[FaceBox], index: Optional[int] = None) -> int:
     """Index of the face to animate: the largest by default, else ``index`` counted left to right."""
     if not faces:
-        raise NoFaceError("no face found in the image: use a picture with a clearly visible face")
+        raise NoFaceError("no face found in the image", fix="use a picture with a clearly visible face")
     if index is None:
         areas = [f.area for f in faces]
         return int(np.argmax(areas))  # ties go to the leftmost
     n = len(faces)
     if not 0 <= int(index) < n:
         which = "1 face was" if n == 1 else f"{n} faces were"
-        raise FaceIndexError(f"face index {index} does not exist: {which} found, numbered 0 (leftmost) "
-                             f"to {n - 1} (rightmost)")
+        raise FaceIndexError(f"face index {index} does not exist",
+                             fix=f"{which} found, numbered 0 (leftmost) to {n - 1} (rightmost): pick one of those")
     return int(index)
 
 

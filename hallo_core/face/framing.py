@@ -82,15 +82,17 @@ def frame_face(
     det = detector if detector is not None else get_face_detector(detector_path, providers, backend)
     faces = detect_faces(rgb, det)
     if not faces:
-        raise NoFaceError(f"no face found in the {rgb.shape[1]}x{rgb.shape[0]} image: use a photo with a clearly "
-                          f"visible, roughly frontal face at least {min_face} pixels tall")
+        raise NoFaceError(f"no face found in the {rgb.shape[1]}x{rgb.shape[0]} image",
+                          fix=f"use a photo with a clearly visible, roughly frontal face at least {min_face} pixels "
+                              "tall, or use {=no_face} fallback to animate it anyway (upstream's fallback: no "
+                              "identity, the whole picture as the face)")
     largest = choose_face(faces)
     index = choose_face(faces, face_index)
     face = faces[index]
     if face.side < min_face:
         raise FaceTooSmallError(
-            f"face {index} is only {face.side:.0f} pixels across; at least {min_face} are needed to animate "
-            "it: use a larger photo, or one taken closer to the face")
+            f"face {index} is only {face.side:.0f} pixels across; at least {min_face} are needed to animate it",
+            fix="use a larger photo, or one taken closer to the face")
     h, w = rgb.shape[:2]
     crop = crop_for_face(face.box, w, h, margin)
     faithful = index == largest and fills_square(w, h, face.box)
@@ -101,8 +103,8 @@ def prepare_framed_face(framing: FaceFraming, models=None, size: int = 512, fram
                         **kwargs):
     """:func:`prepare_face` on what ``framing`` chose: the whole picture or the face's crop.
 
-    ``frame``: "auto" takes the whole picture when ``framing.faithful`` (today's path, the
-    same call as before) and the crop otherwise; "crop" always crops; "stretch" squashes
+    ``frame``: "auto" takes the whole picture when ``framing.faithful`` (upstream's path, the
+    plain :func:`prepare_face` call) and the crop otherwise; "crop" always crops; "stretch" squashes
     the whole picture as upstream does. For a crop, ``crop_box`` and ``source_size`` of
     the result say where to paste the frames back, and ``landmarks`` are shifted to
     source pixels. Other keyword arguments go to :func:`prepare_face`.

@@ -22,6 +22,7 @@ from typing import List, Optional
 import numpy as np
 
 from ..assets.layout import FACE_LANDMARKER, HALLO_REPO, rel_path, repo_url
+from ..errors import ModelMissingError
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ DOWNLOAD_HINT = (
 NUM_LANDMARKS = 478
 
 
-class LandmarkerUnavailableError(RuntimeError):
+class LandmarkerUnavailableError(ModelMissingError):
     """Neither the .task model nor mediapipe's bundled legacy FaceMesh can be used."""
 
 
@@ -41,14 +42,13 @@ def _import_mediapipe():
     try:
         import mediapipe as mp  # noqa: PLC0415 - heavy and optional until faces are needed
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise LandmarkerUnavailableError(
-            "mediapipe is not installed (pip install mediapipe); it is needed for face landmarks"
-        ) from exc
+        raise LandmarkerUnavailableError("mediapipe is not installed; it is needed for face landmarks", "install",
+                                         "pip install -r requirements.txt") from exc
     return mp
 
 
 def _legacy_facemesh_module(mp):
-    """mediapipe.solutions.face_mesh, or None when this mediapipe no longer ships it."""
+    """mediapipe.solutions.face_mesh, or None when this mediapipe does not ship it."""
     try:
         solutions = mp.solutions
         return solutions.face_mesh
@@ -83,7 +83,8 @@ class FaceLandmarks:
         has_task = bool(task_path) and os.path.isfile(str(task_path))
         if backend == "tasks" or (backend == "auto" and has_task):
             if not has_task:
-                raise LandmarkerUnavailableError(f"{TASK_FILENAME} not found at {task_path!r}: {DOWNLOAD_HINT}")
+                raise LandmarkerUnavailableError(f"{TASK_FILENAME} not found at {task_path!r}", fix=DOWNLOAD_HINT,
+                                                 path=str(task_path), component="face_analysis")
             from ..io.checkpoints import trace_weight_load
 
             trace_weight_load(task_path, "face model")
@@ -104,8 +105,8 @@ class FaceLandmarks:
             where = f"not found at {task_path!r}" if task_path else "not given"
             raise LandmarkerUnavailableError(
                 f"face landmarks need {TASK_FILENAME} ({where}), and the installed mediapipe "
-                f"{getattr(mp, '__version__', '?')} no longer bundles the legacy FaceMesh model: {DOWNLOAD_HINT}"
-            )
+                f"{getattr(mp, '__version__', '?')} does not bundle the legacy FaceMesh model", fix=DOWNLOAD_HINT,
+                component="face_analysis")
         self.backend = "legacy"
         self.model_id = f"legacy:{getattr(mp, '__version__', '?')}"
         logger.info(

@@ -111,10 +111,9 @@ def _identity(rgb: np.ndarray, paths: FaceModelPaths, providers, no_face: str, n
     dets = detector.detect(rgb)
     if len(dets) == 0 or dets.kps is None:
         if no_face == "error":
-            raise NoFaceError(
-                f"the face detector ({DETECTOR_FILENAME}) found no face in the reference image; use a clearer "
-                "frontal portrait, or pass no_face='fallback' to continue with a zero identity embedding"
-            )
+            raise NoFaceError(f"the face detector ({DETECTOR_FILENAME}) found no face in the reference image",
+                              fix="use a clearer frontal portrait, or use {=no_face} fallback to continue with a "
+                                  "zero identity embedding")
         notes.append("face detector found no face: zero identity embedding (upstream's fallback)")
         logger.warning(notes[-1])
         return np.zeros(EMBEDDING_DIM, dtype=np.float32)
@@ -145,10 +144,10 @@ def _prepare(rgb: np.ndarray, paths: FaceModelPaths, size: int, mode: str, face_
             notes.append(f"{len(faces)} faces found in the reference image: using the largest")
             logger.warning(notes[-1])
     elif no_face == "error":
-        raise NoFaceError(
-            "no face found in the reference image (mediapipe face landmarks): use a portrait with a clearly "
-            "visible face, or pass no_face='fallback' to treat the whole image as the face region"
-        )
+        raise NoFaceError("no face found in the reference image (mediapipe face landmarks)",
+                          fix="use a photo with a clearly visible, roughly frontal face, or use {=no_face} fallback "
+                              "to animate it anyway (upstream's fallback: no identity, the whole picture as the "
+                              "face region)")
     else:
         notes.append("no face landmarks: the whole image is used as the face region, with no lip region")
         logger.warning(notes[-1])

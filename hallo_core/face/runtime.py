@@ -67,9 +67,3 @@ def get_session(path: str, providers: Optional[Sequence[str]] = None):
             sess = ort.InferenceSession(path, sess_options=opts, providers=list(provs))
             _SESSIONS[key] = sess
         return sess
-
-
-def clear_sessions() -> None:
-    """Drop every cached session (frees the ~250 MB ArcFace weights)."""
-    with _LOCK:
-        _SESSIONS.clear()

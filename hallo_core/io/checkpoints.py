@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 from typing import Dict, Union
 
 import torch
 from torch import nn
 
+from ..errors import WeightsError
+
 PathLike = Union[str, os.PathLike]
+REFETCH = "download the file again or point the models folder at the right one"
 
 
-class CheckpointError(RuntimeError):
-    """A weights file that cannot be read or does not match the model."""
+class CheckpointError(WeightsError):
+    """A weights file that cannot be read or does not match the model (``path``: the file)."""
 
 
 TRACE_ENV = "HALLO_TRACE_LOADS"
@@ -41,7 +45,7 @@ def load_state_dict_file(path: PathLike) -> Dict[str, torch.Tensor]:
     """Read a state dict from ``.pth``/``.pt``/``.ckpt`` (tensors only, never arbitrary pickles) or ``.safetensors``."""
     p = Path(path)
     if not p.is_file():
-        raise CheckpointError(f"weights file not found: {p}")
+        raise CheckpointError(f"weights file not found: {p}", fix=REFETCH, path=str(p))
     trace_weight_load(p)
     try:
         if p.suffix.lower() == ".safetensors":
@@ -49,13 +53,8 @@ def load_state_dict_file(path: PathLike) -> Dict[str, torch.Tensor]:
 
             sd = load_file(str(p), device="cpu")
         else:
-            try:
-                sd = torch.load(str(p), map_location="cpu", weights_only=True, mmap=True)
-            except RuntimeError as e:
-                # legacy (non-zip) torch files cannot be memory-mapped
-                if "mmap" not in str(e):
-                    raise
-                sd = torch.load(str(p), map_location="cpu", weights_only=True)
+            # only the zip format can be memory-mapped; the legacy format is read whole
+            sd = torch.load(str(p), map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(p))
     except CheckpointError:
         raise
     except Exception as e:  # truncated zip, bad header, pickled objects, ...
@@ -64,16 +63,16 @@ def load_state_dict_file(path: PathLike) -> Dict[str, torch.Tensor]:
             raise CheckpointError(
                 f"{p} was refused: it holds a pickled Python object ({refused}) besides tensors, and "
                 "unpickling such objects can run code; refusing to unpickle it (only plain tensor state "
-                "dicts are read, with torch.load(weights_only=True))"
+                "dicts are read, with torch.load(weights_only=True))", fix=REFETCH, path=str(p)
             ) from e
         raise CheckpointError(
-            f"cannot read weights file {p} ({type(e).__name__}: {_first_line(e)}); "
-            "the file may be truncated or corrupt: download it again"
+            f"cannot read weights file {p}: the file may be truncated or corrupt ({type(e).__name__}: "
+            f"{_first_line(e)[:160]})", fix="download it again", path=str(p)
         ) from e
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict) or not all(torch.is_tensor(v) for v in sd.values()):
-        raise CheckpointError(f"{p} does not hold a plain state dict of tensors")
+        raise CheckpointError(f"{p} does not hold a plain state dict of tensors", fix=REFETCH, path=str(p))
     return sd
 
 
@@ -122,8 +121,8 @@ def check_state_dict(model: nn.Module, sd: Dict[str, torch.Tensor], source: str 
     for title, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)):
         if items:
             more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
-            lines.append(f"  {len(items)} {title}: " + ", ".join(items[:limit]) + more)
-    raise CheckpointError("\n".join(lines))
+            lines.append(f"{len(items)} {title}: " + ", ".join(items[:limit]) + more)
+    raise CheckpointError(" ".join(lines), fix=REFETCH, path=str(source))
 
 
 def load_hallo_weights(net: nn.Module, path: PathLike) -> nn.Module:

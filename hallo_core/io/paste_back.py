@@ -15,9 +15,8 @@ import numpy as np
 import torch
 
 from ..face.crop import DEFAULT_MAX_SIDE, CropBox, output_size
+from ..face.defaults import DEFAULT_FEATHER
 from ..media.video import FrameSink
-
-DEFAULT_FEATHER = 0.08  # width of the blend band, as a fraction of the crop side
 
 
 def frames_to_uint8(frames) -> np.ndarray:

@@ -5,12 +5,14 @@
 | hallo2/net_g.pth                       | ``params_ema``                     | none                     |
 | facelib/detection_Resnet50_Final.pth   | bare state dict                    | leading ``module.`` cut  |
 | facelib/parsing_parsenet.pth           | bare state dict                    | none                     |
-| realesrgan/RealESRGAN_x2plus.pth       | ``params_ema``, else ``params``    | none                     |
+| realesrgan/RealESRGAN_x2plus.pth       | ``params_ema``, ``params`` or bare | none                     |
 
 Each loader builds the released configuration; ``**config`` overrides constructor arguments (tests use
 tiny configs). Every file is read with ``torch.load(weights_only=True)``; the model is built on the meta device
 and the tensors are assigned, so nothing is allocated twice. Any missing/unexpected key or shape
-mismatch raises :class:`UpscalerWeightsError` naming the file and the first mismatches.
+mismatch raises :class:`UpscalerWeightsError` (a user error about the models) naming the file and the
+first mismatches. A RealESRGAN file saved without the ``params_ema`` / ``params`` wrapper (what
+conversions of it often hold) is read as the bare state dict it is.
 """
 from __future__ import annotations
 
@@ -23,44 +25,56 @@ from torch import nn
 from ..models.upscaler.codeformer import TemporalCodeFormer
 from ..models.upscaler.parsenet import ParseNet
 from ..models.upscaler.retinaface import RetinaFace
+from ..errors import WeightsError
 from ..models.upscaler.rrdbnet import RRDBNet
 
 _SHOW = 5
 
 
-class UpscalerWeightsError(ValueError):
+_FIX = "download it again (python -m hallo_core download --models MODELS --which hallo2-4k)"
+
+
+class UpscalerWeightsError(WeightsError):
     """A weight file is unreadable or does not match the network it is loaded into."""
+
+    def __init__(self, what: str, path: str = "", fix: str = _FIX):
+        super().__init__(what, fix=fix, path=path)
 
 
 def read_weight_file(path: str | os.PathLike) -> Any:
     """``torch.load(path, map_location='cpu', weights_only=True)`` with a clear error on failure."""
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise UpscalerWeightsError(f"{path}: file not found")
+        raise UpscalerWeightsError(f"{path}: file not found", path)
     from .checkpoints import trace_weight_load
 
     trace_weight_load(path, "upscaler weights")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle / zip errors come in many types
-        raise UpscalerWeightsError(f"{path}: cannot be read as a PyTorch weights file ({exc})") from exc
+        raise UpscalerWeightsError(f"{path}: cannot be read as a PyTorch weights file ({exc})", path) from exc
 
 
-def select_state_dict(obj: Any, path: str, keys: Sequence[str] = ()) -> Dict[str, torch.Tensor]:
-    """Return ``obj[k]`` for the first of ``keys`` present (``obj`` itself when ``keys`` is empty)."""
+def _tensors_only(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def select_state_dict(obj: Any, path: str, keys: Sequence[str] = (), bare_ok: bool = False) -> Dict[str, torch.Tensor]:
+    """Return ``obj[k]`` for the first of ``keys`` present (``obj`` itself when ``keys`` is empty, or
+    when none is present, ``bare_ok`` and ``obj`` is itself a flat dict of tensors)."""
     if not isinstance(obj, Mapping):
-        raise UpscalerWeightsError(f"{path}: expected a dict of tensors, got {type(obj).__name__}")
+        raise UpscalerWeightsError(f"{path}: expected a dict of tensors, got {type(obj).__name__}", path)
     for k in keys:
         if k in obj:
             obj = obj[k]
             break
     else:
-        if keys:
+        if keys and not (bare_ok and obj and _tensors_only(obj)):
             top = ", ".join(repr(k) for k in list(obj)[:_SHOW])
             raise UpscalerWeightsError(f"{path}: none of the top-level keys {list(keys)} found "
-                                       f"(file has {top}{', ...' if len(obj) > _SHOW else ''})")
-    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise UpscalerWeightsError(f"{path}: the selected entry is not a flat dict of tensors")
+                                       f"(file has {top}{', ...' if len(obj) > _SHOW else ''})", path)
+    if not _tensors_only(obj):
+        raise UpscalerWeightsError(f"{path}: the selected entry is not a flat dict of tensors", path)
     return dict(obj)
 
 
@@ -82,7 +96,7 @@ def check_state_dict(model: nn.Module, sd: Mapping[str, torch.Tensor], path: str
             if items:
                 more = f" (+{len(items) - _SHOW} more)" if len(items) > _SHOW else ""
                 parts.append(f"{len(items)} {name}: {items[:_SHOW]}{more}")
-        raise UpscalerWeightsError(f"{path}: does not match {type(model).__name__}: " + "; ".join(parts))
+        raise UpscalerWeightsError(f"{path}: does not match {type(model).__name__}: " + "; ".join(parts), path)
 
 
 def _load(build: Callable[[], nn.Module], sd: Mapping[str, torch.Tensor], path: str,
@@ -126,7 +140,7 @@ def load_parsenet(path: str | os.PathLike, device: Optional[torch.device] = None
 
 def load_rrdbnet_x2(path: str | os.PathLike, device: Optional[torch.device] = None,
                     dtype: Optional[torch.dtype] = None, operations: Any = None, **config: Any) -> RRDBNet:
-    """``RealESRGAN_x2plus.pth`` (``params_ema`` if present, else ``params``) -> RRDBNet x2."""
+    """``RealESRGAN_x2plus.pth`` (``params_ema`` if present, else ``params``, else the bare dict) -> RRDBNet x2."""
     path = os.fspath(path)
-    sd = select_state_dict(read_weight_file(path), path, ("params_ema", "params"))
+    sd = select_state_dict(read_weight_file(path), path, ("params_ema", "params"), bare_ok=True)
     return _load(lambda: RRDBNet(**{"scale": 2, **config}, operations=operations), sd, path, device, dtype)

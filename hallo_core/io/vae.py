@@ -8,14 +8,46 @@ float rounding because every VAE op is per-image).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional, Union
 
 import torch
 
 from ..assets import layout as models_dir
+from ..errors import ModelMissingError, WeightsError, one_line
 
 LATENT_SCALE = 0.18215
+
+
+def vae_config(folder: Union[str, Path]) -> dict:
+    """The folder's config.json, refused unless it describes the kind of VAE Hallo decodes with
+    (an AutoencoderKL with 3 colour and 4 latent channels that diffusers can build)."""
+    path = Path(folder) / "config.json"
+    fix = (f"use the VAE folder {models_dir.rel_path('vae')} of {models_dir.source_of(models_dir.rel_path('vae'))} "
+           "(python -m hallo_core download --models MODELS --which vae)")
+    if not path.is_file():
+        raise ModelMissingError(f"VAE config not found: {path}", fix=fix, component="vae", path=str(path))
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise WeightsError(f"the VAE config {path} cannot be read ({one_line(e, 120)})", fix=fix,
+                           path=str(path)) from None
+    groups = cfg.get("norm_num_groups", 32) if isinstance(cfg, dict) else 0
+    if not isinstance(cfg, dict):
+        problem = "it holds no settings"
+    elif cfg.get("_class_name", "AutoencoderKL") != "AutoencoderKL":
+        problem = f"it describes a {cfg['_class_name']}"
+    elif (cfg.get("in_channels", 3), cfg.get("out_channels", 3), cfg.get("latent_channels", 4)) != (3, 3, 4):
+        problem = (f"it has {cfg.get('in_channels', 3)} colour and {cfg.get('latent_channels', 4)} latent channels, "
+                   "Hallo's UNet needs 3 and 4")
+    elif not isinstance(groups, int) or groups < 1 or any(
+            not isinstance(c, int) or c % groups for c in cfg.get("block_out_channels", ())):
+        problem = f"its block widths {cfg.get('block_out_channels')} do not split into {groups} groups"
+    else:
+        return cfg
+    raise WeightsError(f"{path} is not the config of Stable Diffusion's VAE (AutoencoderKL): {problem}", fix=fix,
+                       path=str(path))
 
 
 def load_vae(folder: Union[str, Path], device="cpu", dtype=torch.float32):
@@ -23,17 +55,13 @@ def load_vae(folder: Union[str, Path], device="cpu", dtype=torch.float32):
     from diffusers import AutoencoderKL
 
     folder = Path(folder)
-    if not (folder / "config.json").is_file():
-        raise FileNotFoundError(
-            f"VAE config not found: {folder / 'config.json'} (expected the VAE folder "
-            f"{models_dir.rel_path('vae')} of {models_dir.source_of(models_dir.rel_path('vae'))})"
-        )
+    vae_config(folder)
     weights = [n for n in ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
                if (folder / n).is_file()]
     if not weights:
-        raise FileNotFoundError(
-            f"VAE weights not found in {folder}: expected diffusion_pytorch_model.safetensors or .bin"
-        )
+        raise ModelMissingError(f"VAE weights not found in {folder}",
+                                fix="expected diffusion_pytorch_model.safetensors or .bin (python -m hallo_core "
+                                    "download --models MODELS --which vae)", component="vae", path=str(folder))
     from .checkpoints import trace_weight_load
 
     trace_weight_load(folder / weights[0], "VAE weights")

@@ -2,7 +2,8 @@
 
 ``check_output_path`` is called before any work: it refuses an output that names or resolves to
 an input (through ``..``, symlinks or hard links) or a folder, checks that the folder can be
-written, and reports an extension that does not say MP4. ``atomic_output`` writes to a temporary
+written, and refuses a name whose extension says another container than the one written (an
+H.264 mp4 named ``talk.gif`` would open in no viewer that trusts the name). ``atomic_output`` writes to a temporary
 name in the same folder and renames it over the final name only once the file is complete, so an
 existing video is kept until the new one exists in full. The streamed modes (the CLI's generate,
 the nodes' streamed file) write under the final name, because the file must play mid-run; they
@@ -14,9 +15,9 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Optional, Union
+from typing import Dict, Iterable, Iterator, Optional, Union
 
-from ..errors import UserError
+from ..errors import OutputError
 
 PathLike = Union[str, os.PathLike]
 MP4_SUFFIXES = (".mp4", ".m4v", ".mov")  # containers an MP4 file can be named and still play as one
@@ -51,41 +52,41 @@ def _is_within(p: Path, folder: Path) -> bool:
 
 
 def check_output_path(out: PathLike, inputs: Optional[Dict[str, Union[PathLike, Iterable[PathLike], None]]] = None,
-                      option: str = "--out", suffixes: Iterable[str] = MP4_SUFFIXES,
-                      kind: str = "MP4 video (H.264 + AAC)") -> List[str]:
-    """Refuse an output that would destroy an input; return warnings (empty when all is well).
+                      key: str = "out", suffixes: Iterable[str] = MP4_SUFFIXES,
+                      kind: str = "an MP4 video (H.264 + AAC)") -> None:
+    """Refuse an output that would destroy an input, that cannot be written, or that is misnamed.
 
     Args:
         out: the output path the user gave.
-        inputs: ``{"--image": path, "--models": folder, ...}``; a value may be one path or several.
-            A folder input refuses any existing file inside it (model files are such files), and
-            the folder itself.
-        option: how the user named the output, for the message (``--out``, ``filename_prefix``).
-        suffixes: extensions that say what is written; others give a warning, not an error.
+        inputs: ``{"image": path, "models": folder, ...}`` by input key; a value may be one path or
+            several. A folder input refuses any existing file inside it (model files are such
+            files), and the folder itself.
+        key: the output's input key (``out``, ``output``, ``dst``), for the message.
+        suffixes: the extensions that say what is written (the first is suggested).
     Raises:
-        UserError naming the clash and how to fix it.
+        OutputError naming the clash and how to fix it.
     """
     raw = os.fspath(out) if out is not None else ""
     if not str(raw).strip():
-        raise UserError("no output file given", option, "give a file name such as out.mp4")
+        raise OutputError("no output file given", key, "give a file name such as out.mp4")
     path = Path(os.path.expanduser(raw))
     if raw.endswith((os.sep, "/")) or path.is_dir():
-        raise UserError(f"{raw} is a folder, not a file", option,
+        raise OutputError(f"{raw} is a folder, not a file", key,
                         f"name a file inside it, e.g. {path / 'out.mp4'}")
     if path.exists() and not path.is_file():
-        raise UserError(f"{raw} exists and is not a regular file", option, "choose another output file name")
+        raise OutputError(f"{raw} exists and is not a regular file", key, "choose another output file name")
     for name, value in (inputs or {}).items():
         values = [] if value is None else ([value] if isinstance(value, (str, os.PathLike)) else list(value))
         for v in values:
             v = Path(os.path.expanduser(os.fspath(v)))
             if v.is_dir():
                 if _abs(path) == _abs(v) or (_is_within(path, v) and path.exists()):
-                    raise UserError(f"the output {raw} would overwrite a file of the {name} folder {v}", option,
-                                    "write the video somewhere outside the models folder")
+                    raise OutputError(f"the output {raw} would overwrite a file of the {{={name}}} folder {v}", key,
+                                      "write the video somewhere outside the models folder")
                 continue
             if _same_file(path, v):
-                raise UserError(f"the output {raw} is the {name} file {v}", option,
-                                "choose another output file name; inputs are never overwritten")
+                raise OutputError(f"the output {raw} is the {{={name}}} file {v}", key,
+                                  "choose another output file name; inputs are never overwritten")
     # The first existing ancestor decides whether the folders can be made and the file written.
     parent = _abs(path).parent
     probe = parent
@@ -94,19 +95,17 @@ def check_output_path(out: PathLike, inputs: Optional[Dict[str, Union[PathLike, 
             break
         probe = probe.parent
     if not probe.is_dir():
-        raise UserError(f"{probe} is a file, so the folder {parent} cannot be made", option,
-                        "choose an output in an existing folder")
+        raise OutputError(f"{probe} is a file, so the folder {parent} cannot be made", key,
+                          "choose an output in an existing folder")
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise UserError(f"the folder {probe} is not writable", option, "choose an output in a folder you can write")
+        raise OutputError(f"the folder {probe} is not writable", key, "choose an output in a folder you can write")
     if path.exists() and not os.access(path, os.W_OK) and not os.access(parent, os.W_OK):
-        raise UserError(f"{raw} is read-only", option, "choose another output file name")
-    warnings = []
+        raise OutputError(f"{raw} is read-only", key, "choose another output file name")
     suffixes = tuple(s.lower() for s in suffixes)
     if suffixes and path.suffix.lower() not in suffixes:
         ext = path.suffix or "no extension"
-        warnings.append(f"{option} {raw} has {ext}, but the file written is an {kind}; "
-                        f"name it {path.with_suffix(suffixes[0]).name} so players recognise it")
-    return warnings
+        raise OutputError(f"{raw} has {ext}, but the file written is {kind}", key,
+                          f"name it {path.with_suffix(suffixes[0]).name} ({', '.join(suffixes)})")
 
 
 def temp_path_for(final: PathLike) -> Path:
@@ -122,6 +121,7 @@ def atomic_output(final: PathLike) -> Iterator[Path]:
     file there is replaced only then). On any exception, interrupts included, the temporary file is
     removed and ``final`` is left as it was."""
     final = Path(final)
+    made = [d for d in (final.parent, *final.parent.parents) if not d.exists()]  # deepest first
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path_for(final)
     try:
@@ -129,6 +129,9 @@ def atomic_output(final: PathLike) -> Iterator[Path]:
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        for d in made:  # the folders made for it go too, when nothing else was put there
+            with contextlib.suppress(OSError):
+                d.rmdir()
         raise
     if not tmp.is_file():
         raise RuntimeError(f"atomic_output: nothing was written to {tmp}")

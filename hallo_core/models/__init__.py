@@ -88,8 +88,14 @@ codeformer ``Encoder`` etc.     ``Encoder``, ``Generator``, ``ResBlock``, ``Attn
 Every constructor takes ``operations``, the layer factory (see ``.operations``).
 """
 
-from .config import SD15_UNET_CONFIG, load_unet_config  # noqa: F401
-from .denoising_unet import DenoisingUNet, ReferenceState  # noqa: F401,E402
-from .net import HalloNet, build_hallo_net  # noqa: F401,E402
-from .projections import AudioProj, FaceLocator, ImageProj  # noqa: F401,E402
-from .reference_unet import ReferenceUNet  # noqa: F401,E402
+from .._lazy import lazy_exports
+
+_EXPORTS = {
+    ".config": ("SD15_UNET_CONFIG", "load_unet_config"),
+    ".denoising_unet": ("DenoisingUNet", "ReferenceState"),
+    ".net": ("HalloNet", "build_hallo_net"),
+    ".projections": ("AudioProj", "FaceLocator", "ImageProj"),
+    ".reference_unet": ("ReferenceUNet",),
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = [name for names in _EXPORTS.values() for name in names]

@@ -76,8 +76,3 @@ def drop_motion_frames(motion: torch.Tensor, generator: torch.Generator, mask_ra
         return motion
     keep = draw_keep_mask(generator, motion.shape[-1], mask_rate, face_region)
     return apply_keep_mask(motion, keep)
-
-
-def clip_count(num_frames: int, clip_frames: int = 16) -> int:
-    return len(plan_clips(num_frames, clip_frames))
-

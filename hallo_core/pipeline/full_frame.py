@@ -4,7 +4,7 @@
 photo, finds and picks the face, and decides how the video is framed:
 
 * ``whole``: the picture goes to the model whole (a square photo the face fills, in auto
-  mode: today's faithful path, the very same ``prepare_face`` call; or ``stretch``:
+  mode: upstream's faithful path, the very same ``prepare_face`` call; or ``stretch``:
   upstream's squash of any photo into the square);
 * ``square``: the square crop around the face is the video;
 * ``paste``: the crop is animated and every clip is pasted back into the photo as it
@@ -21,10 +21,13 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
 
-from ..face.crop import DEFAULT_MARGIN, DEFAULT_MAX_SIDE, CropBox
-from ..io.paste_back import DEFAULT_FEATHER, FramePaster, PasteBackSink
+from ..face.defaults import DEFAULT_FEATHER, DEFAULT_MARGIN, DEFAULT_MAX_SIDE
+
+if TYPE_CHECKING:  # imported where used: the CLI reads FRAME_MODES for --help without numpy or torch
+    from ..face.crop import CropBox
+    from ..io.paste_back import FramePaster
 
 FRAME_MODES = ("auto", "square", "stretch")
 
@@ -40,7 +43,11 @@ class FramedInput:
 
     def sink(self, inner):
         """The sampler's sink: ``inner`` itself, or the paste-back wrapper around it."""
-        return inner if self.paster is None else PasteBackSink(inner, self.paster)
+        if self.paster is None:
+            return inner
+        from ..io.paste_back import PasteBackSink
+
+        return PasteBackSink(inner, self.paster)
 
     @property
     def crop(self) -> Optional[CropBox]:
@@ -123,6 +130,8 @@ def frame_input(image, face_models: Optional[Union[str, os.PathLike]], size: int
         return FramedInput(framing, face, "whole", None)
     if frame == "square":
         return FramedInput(framing, face, "square", None)
+    from ..io.paste_back import FramePaster
+
     paster = FramePaster(framing.rgb, framing.crop, max_side=max_side, feather=feather)
     return FramedInput(framing, face, "paste", paster)
 
@@ -155,18 +164,30 @@ def paster_from_sidecar(sidecar: Union[str, os.PathLike], image: Union[str, os.P
     ``image`` overrides the sidecar's source path (it must have the recorded size). The
     crop frames may be any size (e.g. upscaled): each is resized to the crop's place.
     """
+    from ..errors import ImageError, UserError
     from ..face import check_image, load_image
+    from ..face.crop import CropBox
+    from ..io.paste_back import FramePaster
 
-    meta = json.loads(Path(sidecar).read_text())
+    fix = "give the photo and crop record of a `generate --frame square` run"
+    try:
+        meta = json.loads(Path(sidecar).read_text())
+    except FileNotFoundError:
+        raise UserError(f"the crop record {sidecar} does not exist", "framing", fix) from None
+    except (OSError, ValueError) as e:
+        raise UserError(f"the crop record {sidecar} cannot be read ({e})", "framing", fix) from None
     if not meta.get("crop_box"):
-        raise ValueError(f"{sidecar}: the video is of the whole image ({meta.get('mode')} mode); "
-                         "there is no crop to paste back")
+        raise UserError(f"{sidecar} records a video of the whole image ({meta.get('mode')} mode): there is no crop "
+                        "to paste back", "framing", fix)
     src = image if image is not None else meta.get("source")
     if not src:
-        raise ValueError(f"{sidecar} names no source image; pass the photo")
-    rgb = check_image(load_image(src))
+        raise UserError(f"{sidecar} names no source image", "paste_into", "give the photo after {=paste_into}")
+    try:
+        rgb = check_image(load_image(src))
+    except ImageError as e:  # the photo is given to upscale as --paste-into, not as --image
+        raise UserError(e.what, "paste_into", e.fix) from None
     crop = CropBox.from_box(meta["crop_box"], meta["source_size"])
     if (rgb.shape[1], rgb.shape[0]) != tuple(meta["source_size"]):
-        raise ValueError(f"{src} is {rgb.shape[1]}x{rgb.shape[0]}, but the crop was made for "
-                         f"{meta['source_size'][0]}x{meta['source_size'][1]}")
+        raise UserError(f"{src} is {rgb.shape[1]}x{rgb.shape[0]}, but the crop was made for "
+                        f"{meta['source_size'][0]}x{meta['source_size'][1]}", "paste_into", fix)
     return FramePaster(rgb, crop, max_side=max_side, feather=feather)

@@ -22,7 +22,8 @@ from ..media.video import FrameSink, MemorySink
 from ..types import AudioFeatures, FaceData
 from .chain import audio_window, drop_motion_frames, first_motion_frames, next_motion_frames, plan_clips
 from .motion import MotionFrames, skip_clip_draws
-from .resume import Checkpoint, ResumeMismatchError, ResumeState, checkpoint_path_for, fingerprint  # noqa: F401
+from ..errors import ResumeMismatchError
+from .resume import Checkpoint, ResumeState, checkpoint_path_for, fingerprint  # noqa: F401 (re-exported)
 from .sampler import SamplerSettings, VideoContext, model_device, model_dtype, prepare_video, sample_clip
 from .scheduler import make_scheduler
 from .reference_cache import reference_image_banks
@@ -149,7 +150,9 @@ class ClipRun:
         self.size = int(face.pixels.shape[-1])
         self.input_hash = run_hash(net, face, audio, self.settings, model_id, motion)
         if start is not None and start.input_hash != self.input_hash:
-            raise ResumeMismatchError("the resume checkpoint was written for other inputs or settings")
+            raise ResumeMismatchError("the resume checkpoint was written for other inputs or settings",
+                                      fix="give the inputs and settings of the interrupted run, or delete the "
+                                          "checkpoint to start over")
         self.generator = torch.Generator(device="cpu")
         self.generator.manual_seed(int(self.settings.seed))
         self.start_clip, self._motion, self._initial = 0, None, motion

@@ -8,7 +8,9 @@ is never applied to a different job.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import os
 from dataclasses import dataclass
@@ -17,13 +19,10 @@ from typing import List, Optional, Union
 
 import torch
 
+from ..errors import OutputError, ResumeMismatchError
 from ..types import AudioFeatures, FaceData
 
 STATE_VERSION = 1
-
-
-class ResumeMismatchError(ValueError):
-    """A resume checkpoint that belongs to another job (other inputs, settings or weights)."""
 
 
 @dataclass
@@ -70,20 +69,36 @@ def checkpoint_path_for(output: Union[str, os.PathLike]) -> Path:
 
 
 def save_state(path: Path, state: ResumeState) -> None:
-    """Atomic write (temp file + rename): a kill never leaves a half-written checkpoint."""
+    """Atomic write (temp file + rename): a kill never leaves a half-written checkpoint.
+
+    The state is serialised in memory and written with plain file I/O, so a full disk is an
+    OSError naming its cause (torch's own writer reports it as a stream position mismatch); the
+    temporary file is removed and the error is the user's :class:`OutputError`.
+    """
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
+    buf = io.BytesIO()
     torch.save({"version": STATE_VERSION, "input_hash": state.input_hash, "next_clip": state.next_clip,
                 "frames_done": state.frames_done, "motion": state.motion.float().cpu(),
-                "rng_state": state.rng_state.cpu()}, tmp)
-    os.replace(tmp, path)
+                "rng_state": state.rng_state.cpu()}, buf)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(buf.getbuffer())
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise OutputError(f"the resume checkpoint {path} cannot be written ({e.strerror or e})",
+                          fix="free disk space (or write {=out} to another disk) and run again with {=resume}: "
+                              "the finished clips are kept", path=str(path)) from None
 
 
 def load_state(path: Path) -> Optional[ResumeState]:
     """Read a checkpoint (tensors and plain types only: ``weights_only=True``)."""
     d = torch.load(Path(path), map_location="cpu", weights_only=True)
     if d.get("version") != STATE_VERSION:
-        raise ValueError(f"{path}: unsupported resume checkpoint version {d.get('version')}")
+        raise ResumeMismatchError(f"{path} is a resume checkpoint of another version ({d.get('version')})",
+                                  fix=f"delete {Path(path).name} to start over", path=str(path))
     return ResumeState(d["input_hash"], int(d["next_clip"]), int(d["frames_done"]), d["motion"],
                        d["rng_state"])
 

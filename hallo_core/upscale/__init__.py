@@ -9,13 +9,13 @@ Main entry points:
 - :func:`run_upscale` (``python -m hallo_core upscale``)
 """
 
-from .background import rrdb_upscaler, tensor_upscaler, upscale_background
-from .file_upscale import UpscalerModels, load_upscaler_models, run_upscale, upscale_video
-from .video_upscale import UpscaleReport, upscale_frames, upscale_frames_bgr
-from .windows import Window, iter_windows, window_schedule
+from .._lazy import lazy_exports
 
-__all__ = [
-    "rrdb_upscaler", "tensor_upscaler", "upscale_background", "UpscalerModels",
-    "load_upscaler_models", "run_upscale", "upscale_video", "UpscaleReport", "upscale_frames",
-    "upscale_frames_bgr", "Window", "iter_windows", "window_schedule",
-]
+_EXPORTS = {
+    ".background": ("rrdb_upscaler", "tensor_upscaler", "upscale_background"),
+    ".file_upscale": ("UpscalerModels", "load_upscaler_models", "run_upscale", "upscale_video"),
+    ".video_upscale": ("UpscaleReport", "upscale_frames", "upscale_frames_bgr"),
+    ".windows": ("Window", "iter_windows", "window_schedule"),
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = [name for names in _EXPORTS.values() for name in names]

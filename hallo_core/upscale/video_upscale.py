@@ -24,11 +24,9 @@ import torch
 from . import face_helper as fh
 from .background import Upscaler, rrdb_upscaler, upscale_background
 from .paste import paste_face
-from .windows import CHUNK, OVERLAP, iter_windows
+from .windows import CHUNK, OVERLAP, SCALES, iter_windows
 
 logger = logging.getLogger("hallo_core.upscale")
-
-SCALES = (1, 2, 4, 8)
 
 
 @dataclass

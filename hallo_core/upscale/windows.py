@@ -18,6 +18,7 @@ T = TypeVar("T")
 
 CHUNK = 16
 OVERLAP = 4
+SCALES = (1, 2, 4, 8)  # output sizes the stage offers: x2 by the network, the rest by resizing
 
 
 class Window(NamedTuple):

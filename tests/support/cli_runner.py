@@ -6,7 +6,9 @@ take minutes. :class:`WarmCli` starts one server process that imports those modu
 then forks a child per command: the child runs the ``hallo_core`` package as ``__main__``
 with ``runpy`` (what ``python -m`` does), with its own argv, environment, working folder,
 stdout and stderr files, and its exit status is the command's. Signals go to the child's pid
-as to any process. Tests that must see the real entry point run ``python -m hallo_core`` cold
+as to any process. A command may name ``setup`` functions (``"module:function"``) that the
+child calls before it runs the CLI: how a test puts a fault into that one process (a disk that
+fills up, tests/support/faults.py) without touching the code under test. Tests that must see the real entry point run ``python -m hallo_core`` cold
 as well (tests/test_bad_inputs_cli.py compares the two).
 
 POSIX only (fork); :func:`available` says whether it can run here.
@@ -76,6 +78,9 @@ def _serve() -> None:  # pragma: no cover - runs in the server process
                     os.close(f)
                 null = os.open(os.devnull, os.O_RDONLY)
                 os.dup2(null, 0)
+                for spec in req.get("setup", ()):
+                    module, _, function = spec.partition(":")
+                    getattr(importlib.import_module(module), function)()
                 signal.signal(signal.SIGINT, signal.default_int_handler)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 sys.argv = ["hallo_core"] + list(req["argv"])
@@ -125,14 +130,15 @@ class WarmCli:
             raise RuntimeError(f"the warm CLI server exited ({self.proc.poll()})")
         return line
 
-    def start(self, argv: List[str], cwd: Path, env: Optional[Dict[str, Optional[str]]] = None) -> int:
+    def start(self, argv: List[str], cwd: Path, env: Optional[Dict[str, Optional[str]]] = None,
+              setup: List[str] = ()) -> int:
         """Fork a child for ``python -m hallo_core *argv``; returns its pid (signal it freely)."""
         assert self._pending is None, "one command at a time"
         self._n += 1
         base = (self.log_dir or Path(cwd)) / f".warm-cli-{self._n}"
         out, err = Path(str(base) + ".out"), Path(str(base) + ".err")
         req = {"argv": [str(x) for x in argv], "cwd": str(cwd), "env": env or {}, "stdout": str(out),
-               "stderr": str(err)}
+               "stderr": str(err), "setup": list(setup)}
         self.proc.stdin.write(json.dumps(req) + "\n")
         self.proc.stdin.flush()
         pid = json.loads(self._read(60))["pid"]
@@ -158,8 +164,8 @@ class WarmCli:
         return res
 
     def run(self, argv: List[str], cwd: Path, env: Optional[Dict[str, Optional[str]]] = None,
-            timeout: float = 300) -> Result:
-        self.start(argv, cwd, env)
+            timeout: float = 300, setup: List[str] = ()) -> Result:
+        self.start(argv, cwd, env, setup)
         return self.wait(timeout)
 
     def wait_for(self, text: str, timeout: float = 300) -> None:

@@ -7,12 +7,14 @@
 
 Loaders live in :mod:`hallo_core.io.upscaler_weights`.
 """
-from .codeformer import TemporalCodeFormer, adaptive_instance_normalization, calc_mean_std
-from .parsenet import ParseNet
-from .retinaface import RetinaFace, decode, decode_landm, detect_faces, nms, prior_boxes
-from .rrdbnet import RRDBNet, enhance, tiled_upscale
 
-__all__ = [
-    "TemporalCodeFormer", "adaptive_instance_normalization", "calc_mean_std", "ParseNet", "RetinaFace",
-    "decode", "decode_landm", "detect_faces", "nms", "prior_boxes", "RRDBNet", "enhance", "tiled_upscale",
-]
+from ..._lazy import lazy_exports
+
+_EXPORTS = {
+    ".codeformer": ("TemporalCodeFormer", "adaptive_instance_normalization", "calc_mean_std"),
+    ".parsenet": ("ParseNet",),
+    ".retinaface": ("RetinaFace", "decode", "decode_landm", "detect_faces", "nms", "prior_boxes"),
+    ".rrdbnet": ("RRDBNet", "enhance", "tiled_upscale"),
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = [name for names in _EXPORTS.values() for name in names]
