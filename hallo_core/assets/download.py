@@ -1,7 +1,8 @@
 """Fetching the official weights with huggingface_hub, and what a failed fetch tells the user.
 
 Only called on explicit request (CLI ``download``, ``generate --download``, the pack's download
-node). A failure is one line naming every file to place by hand, and leaves no empty folder behind.
+node). A failure is one line naming every file to place by hand (a long list in a file the line
+names), and leaves no empty folder behind.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
@@ -41,7 +44,24 @@ def download(models: Union[str, Path], which: Union[str, Iterable[str]] = "hallo
               if not (root / f).is_file()]
     if absent:
         raise ModelFileMissing("the download finished without: " + ", ".join(absent))
+    _prune_file_list(root)
     return root
+
+
+def download_file(repo: str, rel: str, dest: Union[str, Path]) -> Path:
+    """Fetch one file of ``repo`` to ``dest``, a place other than its path in the repo layout
+    (ComfyUI's models/upscale_models/NAME). It is staged in a hidden folder beside ``dest`` and
+    moved into place once complete; a failed try keeps the staged part for the next one."""
+    dest = Path(dest).expanduser().absolute()
+    staging = dest.parent / f".{dest.name}.download"
+    try:
+        download(staging, files=[(repo, rel)])
+    except UserError as e:
+        raise UserError(e.what, file_url(repo, rel),
+                        f"retry when online, or download it in a browser and save it as {dest}") from e
+    os.replace(staging / rel, dest)
+    shutil.rmtree(staging, ignore_errors=True)  # huggingface_hub's metadata of the staged copy
+    return dest
 
 
 def _network_reason(exc: BaseException) -> str:
@@ -71,18 +91,67 @@ def _network_reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {one_line(exc, 160)}"
 
 
+LIST_NAME = "hallo-missing-files.txt"
+INLINE_LIMIT = 300  # longer file lists go to LIST_NAME: the error line stays whole and readable
+
+
+def file_url(repo: str, path: str) -> str:
+    return f"https://huggingface.co/{repo}/resolve/main/{path}"
+
+
+def write_file_list(root: Path, files: Sequence[Tuple[str, str]]) -> Optional[Path]:
+    """``URL  ->  destination`` for each file, in ``root`` (the folder the user fills) or, when
+    that cannot be written, the temp folder; None when neither can."""
+    text = "".join(f"{file_url(repo, f)}  ->  {root / f}\n" for repo, f in files)
+    for folder in (root, Path(tempfile.gettempdir())):
+        target = folder / (LIST_NAME if folder == root else f"{root.name or 'models'}-{LIST_NAME}")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            target.write_text("# fetch each URL and save it at the path after the arrow\n" + text, encoding="utf-8")
+            return target
+        except OSError:
+            continue
+    return None
+
+
+def _prune_file_list(root: Path) -> None:
+    """After a download: drop the listed files that are now in place, and the list once it is empty."""
+    target = root / LIST_NAME
+    if not target.is_file():
+        return
+    with contextlib.suppress(OSError):
+        lines = target.read_text(encoding="utf-8").splitlines()
+        left = [ln for ln in lines[1:] if "  ->  " in ln and not Path(ln.split("  ->  ", 1)[1]).is_file()]
+        if left:
+            target.write_text("\n".join(lines[:1] + left) + "\n", encoding="utf-8")
+        else:
+            target.unlink()
+
+
 def download_failure(exc: BaseException, root: Union[str, os.PathLike],
                      files: Sequence[Tuple[str, str]]) -> UserError:
-    """One line for a failed download: the repos and files, where they go, how to place them by hand."""
+    """One line for a failed download: the repos and files, where they go, how to place them by hand.
+
+    A plan too long for one readable line is written to :data:`LIST_NAME` (each file's URL and
+    destination), and the line names that file instead of cutting the list short.
+    """
     root = Path(root)
     by_repo: Dict[str, List[str]] = {}
     for repo, f in files:
         by_repo.setdefault(repo, []).append(f)
     what = "download failed: " + _network_reason(exc)
     where = "; ".join(f"https://huggingface.co/{repo}: {', '.join(fs)}" for repo, fs in by_repo.items())
-    fix = (f"retry when online, or download those files in a browser and place each at {root}/<its path in "
-           f"the repo> (e.g. {root / files[0][1]})" if files else "retry when online")
-    return UserError(what, where, fix)
+    if not files:
+        return UserError(what, where, "retry when online")
+    listed = write_file_list(root, files) if len(where) > INLINE_LIMIT else None
+    if listed is None:
+        fix = (f"retry when online, or download those files in a browser and place each at {root}/<its path in "
+               f"the repo> (e.g. {root / files[0][1]})")
+        return UserError(what, where, fix)
+    repos = " and ".join(f"https://huggingface.co/{repo}" for repo in by_repo)
+    return UserError(what, f"{len(files)} files of {repos}, every one listed in {listed}",
+                     f"retry when online, or fetch each URL in {listed} in a browser and save it at the path "
+                     f"beside it (e.g. {root / files[0][1]})")
 
 
 def _existing_dirs(root: Path) -> set:
