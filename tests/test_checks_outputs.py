@@ -117,6 +117,38 @@ def test_network_failure_is_one_line_and_leaves_no_empty_folder(tmp_path):
     assert not (tmp_path / "new").exists()  # every folder the download made is gone
 
 
+def test_a_long_file_list_is_written_to_a_file_the_line_names(tmp_path):
+    """The full hallo bundle does not fit a readable line: the line names a file that lists every
+    file with its URL and destination, and a later download that brings them removes it."""
+    import requests
+
+    from hallo_core.assets.download import LIST_NAME, _prune_file_list
+    from hallo_core.assets.layout import files_to_fetch
+
+    plan = files_to_fetch(["hallo", "hallo2", "hallo2-4k"])
+    root = tmp_path / "models"
+    with pytest.raises(UserError) as e:
+        with download_guard(root, plan):
+            raise requests.exceptions.ConnectionError("Name or service not known")
+    msg, listed = str(e.value), root / LIST_NAME
+    assert "\n" not in msg and "..." not in msg and len(msg) < 600
+    assert msg.startswith(f"download failed: no connection to huggingface.co ({len(plan)} files of ")
+    assert f"every one listed in {listed}" in msg
+    rows = [ln.split("  ->  ") for ln in listed.read_text().splitlines()[1:]]
+    assert rows == [[f"https://huggingface.co/{repo}/resolve/main/{f}", str(root / f)] for repo, f in plan]
+    assert sorted(p.name for p in root.iterdir()) == [LIST_NAME]  # no folder left, only the list
+    for _, f in plan[:-1]:  # placed by hand, all but one
+        (root / f).parent.mkdir(parents=True, exist_ok=True)
+        (root / f).write_bytes(b"x")
+    _prune_file_list(root)
+    assert listed.read_text().splitlines()[1:] == [f"https://huggingface.co/{plan[-1][0]}/resolve/main/"
+                                                   f"{plan[-1][1]}  ->  {root / plan[-1][1]}"]
+    (root / plan[-1][1]).parent.mkdir(parents=True, exist_ok=True)
+    (root / plan[-1][1]).write_bytes(b"x")
+    _prune_file_list(root)
+    assert not listed.exists()
+
+
 def test_failed_download_keeps_existing_folders_and_files(tmp_path):
     root = tmp_path / "models"
     (root / "vae").mkdir(parents=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import shutil
 import tempfile
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from ..errors import UserError, one_line
-from .layout import ModelFileMissing, files_to_fetch
+from .layout import files_to_fetch
 
 
 def download(models: Union[str, Path], which: Union[str, Iterable[str]] = "hallo",
@@ -37,15 +38,45 @@ def download(models: Union[str, Path], which: Union[str, Iterable[str]] = "hallo
         from huggingface_hub import snapshot_download
 
         root.mkdir(parents=True, exist_ok=True)
-        for repo, files in by_repo.items():
-            snapshot_download(repo_id=repo, allow_patterns=files, local_dir=str(root))
-    # allow_patterns only filters the repo's listing: a file the repo lacks is skipped silently.
-    absent = [f"{f} (https://huggingface.co/{repo})" for repo, files in by_repo.items() for f in files
-              if not (root / f).is_file()]
-    if absent:
-        raise ModelFileMissing("the download finished without: " + ", ".join(absent))
+        with _quiet_local_dir_fallback():
+            for repo, files in by_repo.items():
+                snapshot_download(repo_id=repo, allow_patterns=files, local_dir=str(root))
+        # snapshot_download answers an unreachable Hub with the existing local_dir, and its
+        # allow_patterns skip a file the repo lacks: both end here, with planned files absent
+        absent = [(repo, f) for repo, files in by_repo.items() for f in files if not (root / f).is_file()]
+        if absent:
+            cause = _hub_unreachable(dict.fromkeys(repo for repo, _ in absent))
+            if cause is not None:
+                raise download_failure(cause, root, absent) from cause
+            raise files_error("the download finished without files their repository does not hold", root, absent,
+                              "check the repository pages, or place them by hand")
     _prune_file_list(root)
     return root
+
+
+@contextlib.contextmanager
+def _quiet_local_dir_fallback():
+    """Without the Hub, snapshot_download warns that it returns the existing folder; the error line
+    below says why instead, and stays the only line."""
+    log = logging.getLogger("huggingface_hub._snapshot_download")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+def _hub_unreachable(repos: Iterable[str]) -> Optional[BaseException]:
+    """The error of the first repo the Hub does not answer for, or None when it answers for all."""
+    from huggingface_hub import HfApi
+
+    for repo in repos:
+        try:
+            HfApi().model_info(repo, revision="main")
+        except Exception as e:  # offline mode, no connection, a missing repo: the caller names it
+            return e
+    return None
 
 
 def download_file(repo: str, rel: str, dest: Union[str, Path]) -> Path:
@@ -128,30 +159,31 @@ def _prune_file_list(root: Path) -> None:
             target.unlink()
 
 
-def download_failure(exc: BaseException, root: Union[str, os.PathLike],
-                     files: Sequence[Tuple[str, str]]) -> UserError:
-    """One line for a failed download: the repos and files, where they go, how to place them by hand.
-
-    A plan too long for one readable line is written to :data:`LIST_NAME` (each file's URL and
-    destination), and the line names that file instead of cutting the list short.
-    """
-    root = Path(root)
+def files_error(what: str, root: Path, files: Sequence[Tuple[str, str]], fix: str) -> UserError:
+    """``what`` for ``files`` (repo, path) under ``root``: the list in the line when it fits, else in
+    :data:`LIST_NAME` (each file's URL and destination), which the line names instead of cutting
+    the list short."""
     by_repo: Dict[str, List[str]] = {}
     for repo, f in files:
         by_repo.setdefault(repo, []).append(f)
-    what = "download failed: " + _network_reason(exc)
     where = "; ".join(f"https://huggingface.co/{repo}: {', '.join(fs)}" for repo, fs in by_repo.items())
-    if not files:
-        return UserError(what, where, "retry when online")
     listed = write_file_list(root, files) if len(where) > INLINE_LIMIT else None
     if listed is None:
-        fix = (f"retry when online, or download those files in a browser and place each at {root}/<its path in "
-               f"the repo> (e.g. {root / files[0][1]})")
-        return UserError(what, where, fix)
+        return UserError(what, where, f"{fix}, or download those files in a browser and place each at "
+                                      f"{root}/<its path in the repo> (e.g. {root / files[0][1]})")
     repos = " and ".join(f"https://huggingface.co/{repo}" for repo in by_repo)
     return UserError(what, f"{len(files)} files of {repos}, every one listed in {listed}",
-                     f"retry when online, or fetch each URL in {listed} in a browser and save it at the path "
-                     f"beside it (e.g. {root / files[0][1]})")
+                     f"{fix}, or fetch each URL in {listed} in a browser and save it at the path beside it "
+                     f"(e.g. {root / files[0][1]})")
+
+
+def download_failure(exc: BaseException, root: Union[str, os.PathLike],
+                     files: Sequence[Tuple[str, str]]) -> UserError:
+    """One line for a failed download: the repos and files, where they go, how to place them by hand."""
+    what = "download failed: " + _network_reason(exc)
+    if not files:
+        return UserError(what, "", "retry when online")
+    return files_error(what, Path(root), files, "retry when online")
 
 
 def _existing_dirs(root: Path) -> set:
