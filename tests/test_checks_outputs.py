@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -191,7 +192,19 @@ def test_repository_errors_are_named(tmp_path):
 
 # -- interrupts and resume -----------------------------------------------------------------------
 
-def test_soft_interrupt_sets_the_flag_and_a_second_stops(tmp_path):
+@pytest.fixture
+def default_signals():
+    """SIGINT and SIGTERM as a terminal-started Python has them, whatever the launcher of this test
+    run left (a shell script's `&` starts it with SIGINT ignored); restored afterwards."""
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    for s, h in old.items():
+        signal.signal(s, h)
+
+
+def test_soft_interrupt_sets_the_flag_and_a_second_stops(tmp_path, default_signals):
     with InterruptGuard() as g:
         with g.soft():
             os.kill(os.getpid(), signal.SIGINT)
@@ -201,15 +214,48 @@ def test_soft_interrupt_sets_the_flag_and_a_second_stops(tmp_path):
         with pytest.raises(Interrupted):
             g.check()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
-def test_interrupt_before_writing_stops_at_once():
+def test_interrupt_before_writing_stops_at_once(default_signals):
     with InterruptGuard() as g:
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGTERM)
             for _ in range(10**6):  # the handler raises in the main thread before this ends
                 pass
         assert g.exit_code == 143
+
+
+def test_a_signal_the_launcher_ignores_stays_ignored(default_signals):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with InterruptGuard() as g:
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        os.kill(os.getpid(), signal.SIGINT)
+        assert not g.should_stop()
+        with pytest.raises(KeyboardInterrupt):  # SIGTERM is still the guard's
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(10**6):
+                pass
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_the_interrupt_tests_pass_when_launched_with_sigint_ignored(tmp_path):
+    """A test run started with SIGINT ignored (a script's `pytest &`) passes these tests too."""
+    import subprocess
+
+    from tests.conftest import REPO
+
+    here = f"{Path(__file__).relative_to(REPO)}"
+    tests = [f"{here}::{t}" for t in ("test_soft_interrupt_sets_the_flag_and_a_second_stops",
+                                      "test_interrupt_before_writing_stops_at_once",
+                                      "test_a_signal_the_launcher_ignores_stays_ignored")]
+    launcher = ("import signal, subprocess, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+                "sys.exit(subprocess.call(sys.argv[1:]))")
+    r = subprocess.run([sys.executable, "-c", launcher, sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        "-m", "", *tests], cwd=REPO, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert r.returncode == 0 and "3 passed" in r.stdout, r.stdout[-3000:] + r.stderr[-2000:]
 
 
 def test_resume_hint_names_the_command(tmp_path):
