@@ -8,7 +8,7 @@ import os
 from comfy_api.latest import io, ui
 
 from hallo_core.assets import layout as md
-from hallo_core.assets.download import download as fetch_files
+from hallo_core.assets.download import download as fetch_files, download_file
 
 from . import common as C
 
@@ -26,8 +26,30 @@ def files_for(choice: str) -> list[tuple[str, str]]:
     return md.files_to_fetch(CHOICES[choice])
 
 
-def missing_files(files: list[tuple[str, str]], roots: list[str]) -> list[tuple[str, str]]:
-    return [(repo, f) for repo, f in files if not any(os.path.isfile(os.path.join(r, f)) for r in roots)]
+def folder_roots(folder: str) -> list[str]:
+    """Every folder ComfyUI registers under ``folder`` (models/hallo, models/upscale_models)."""
+    import folder_paths
+
+    if folder == md.COMFY_HALLO_FOLDER:
+        return C.model_roots()
+    try:
+        return folder_paths.get_folder_paths(folder)
+    except KeyError:
+        return [os.path.join(folder_paths.models_dir, folder)]
+
+
+def missing_files(files: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The files of ``files`` found in none of the folders ComfyUI reads them from."""
+    def present(f):
+        folder, name = md.comfy_place(f)
+        return any(os.path.isfile(os.path.join(r, name)) for r in folder_roots(folder))
+
+    return [(repo, f) for repo, f in files if not present(f)]
+
+
+def _shown(f: str) -> str:
+    folder, name = md.comfy_place(f)
+    return f if folder == md.COMFY_HALLO_FOLDER else f"{name} in models/{folder}"
 
 
 class HalloDownloadModels(io.ComfyNode):
@@ -37,10 +59,10 @@ class HalloDownloadModels(io.ComfyNode):
             node_id="Hallo_DownloadModels",
             display_name="Hallo Download Models",
             category=f"{C.CATEGORY}/loaders",
-            description=f"Lists which official files are missing under models/hallo and, when 'download' is on, "
-                        f"fetches them from {md.repo_url(md.HALLO2_REPO)} ({md.rel_path('hallo')} from "
-                        f"{md.repo_url(md.HALLO_REPO)}) "
-                        "with huggingface_hub (several GB). "
+            description=f"Lists which official files are missing under models/hallo (RealESRGAN: "
+                        f"models/upscale_models, where core's Load Upscale Model reads it) and, when 'download' "
+                        f"is on, fetches them with huggingface_hub (several GB): Hallo2's own weights from "
+                        f"{md.repo_url(md.HALLO2_REPO)}, everything else from {md.repo_url(md.HALLO_REPO)}. "
                         "Afterwards, refresh the page (R) so the loaders list the new files.",
             inputs=[
                 io.Combo.Input("models", options=list(CHOICES), default="hallo2 (long video)",
@@ -58,21 +80,25 @@ class HalloDownloadModels(io.ComfyNode):
     def execute(cls, models, download) -> io.NodeOutput:
         roots = C.model_roots()
         files = files_for(models)
-        todo = missing_files(files, roots)
+        todo = missing_files(files)
         lines = [f"models/hallo folders: {', '.join(roots)}", f"{len(files) - len(todo)} of {len(files)} present"]
         if todo and download:
             import comfy.utils
 
-            target = roots[0]
-            os.makedirs(target, exist_ok=True)
+            os.makedirs(roots[0], exist_ok=True)
             pbar = comfy.utils.ProgressBar(len(todo))
             for i, (repo, f) in enumerate(todo):
                 C.interrupted()
-                fetch_files(target, files=[(repo, f)])
+                folder, name = md.comfy_place(f)
+                if folder == md.COMFY_HALLO_FOLDER:
+                    fetch_files(roots[0], files=[(repo, f)])
+                    lines.append(f"downloaded {f}")
+                else:
+                    dest = download_file(repo, f, os.path.join(folder_roots(folder)[0], name))
+                    lines.append(f"downloaded {f} to {dest}")
                 pbar.update_absolute(i + 1, len(todo))
-                lines.append(f"downloaded {f}")
         else:
-            lines += [f"missing: {f} ({md.repo_url(repo)})" for repo, f in todo]
+            lines += [f"missing: {_shown(f)} ({md.repo_url(repo)})" for repo, f in todo]
             if todo:
                 lines.append("switch 'download' on and queue again to fetch them")
         text = "\n".join(lines)

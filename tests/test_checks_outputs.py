@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -120,6 +121,38 @@ def test_network_failure_is_one_line_and_leaves_no_empty_folder(tmp_path):
     assert not (tmp_path / "new").exists()  # every folder the download made is gone
 
 
+def test_a_long_file_list_is_written_to_a_file_the_line_names(tmp_path):
+    """The full hallo bundle does not fit a readable line: the line names a file that lists every
+    file with its URL and destination, and a later download that brings them removes it."""
+    import requests
+
+    from hallo_core.assets.download import LIST_NAME, _prune_file_list
+    from hallo_core.assets.layout import files_to_fetch
+
+    plan = files_to_fetch(["hallo", "hallo2", "hallo2-4k"])
+    root = tmp_path / "models"
+    with pytest.raises(UserError) as e:
+        with download_guard(root, plan):
+            raise requests.exceptions.ConnectionError("Name or service not known")
+    msg, listed = str(e.value), root / LIST_NAME
+    assert "\n" not in msg and "..." not in msg and len(msg) < 600
+    assert msg.startswith(f"download failed: no connection to huggingface.co ({len(plan)} files of ")
+    assert f"every one listed in {listed}" in msg
+    rows = [ln.split("  ->  ") for ln in listed.read_text().splitlines()[1:]]
+    assert rows == [[f"https://huggingface.co/{repo}/resolve/main/{f}", str(root / f)] for repo, f in plan]
+    assert sorted(p.name for p in root.iterdir()) == [LIST_NAME]  # no folder left, only the list
+    for _, f in plan[:-1]:  # placed by hand, all but one
+        (root / f).parent.mkdir(parents=True, exist_ok=True)
+        (root / f).write_bytes(b"x")
+    _prune_file_list(root)
+    assert listed.read_text().splitlines()[1:] == [f"https://huggingface.co/{plan[-1][0]}/resolve/main/"
+                                                   f"{plan[-1][1]}  ->  {root / plan[-1][1]}"]
+    (root / plan[-1][1]).parent.mkdir(parents=True, exist_ok=True)
+    (root / plan[-1][1]).write_bytes(b"x")
+    _prune_file_list(root)
+    assert not listed.exists()
+
+
 def test_failed_download_keeps_existing_folders_and_files(tmp_path):
     root = tmp_path / "models"
     (root / "vae").mkdir(parents=True)
@@ -162,7 +195,19 @@ def test_repository_errors_are_named(tmp_path):
 
 # -- interrupts and resume -----------------------------------------------------------------------
 
-def test_soft_interrupt_sets_the_flag_and_a_second_stops(tmp_path):
+@pytest.fixture
+def default_signals():
+    """SIGINT and SIGTERM as a terminal-started Python has them, whatever the launcher of this test
+    run left (a shell script's `&` starts it with SIGINT ignored); restored afterwards."""
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    for s, h in old.items():
+        signal.signal(s, h)
+
+
+def test_soft_interrupt_sets_the_flag_and_a_second_stops(tmp_path, default_signals):
     with InterruptGuard() as g:
         with g.soft():
             os.kill(os.getpid(), signal.SIGINT)
@@ -172,15 +217,48 @@ def test_soft_interrupt_sets_the_flag_and_a_second_stops(tmp_path):
         with pytest.raises(Interrupted):
             g.check()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
 
-def test_interrupt_before_writing_stops_at_once():
+def test_interrupt_before_writing_stops_at_once(default_signals):
     with InterruptGuard() as g:
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGTERM)
             for _ in range(10**6):  # the handler raises in the main thread before this ends
                 pass
         assert g.exit_code == 143
+
+
+def test_a_signal_the_launcher_ignores_stays_ignored(default_signals):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with InterruptGuard() as g:
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        os.kill(os.getpid(), signal.SIGINT)
+        assert not g.should_stop()
+        with pytest.raises(KeyboardInterrupt):  # SIGTERM is still the guard's
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(10**6):
+                pass
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_the_interrupt_tests_pass_when_launched_with_sigint_ignored(tmp_path):
+    """A test run started with SIGINT ignored (a script's `pytest &`) passes these tests too."""
+    import subprocess
+
+    from tests.conftest import REPO
+
+    here = f"{Path(__file__).relative_to(REPO)}"
+    tests = [f"{here}::{t}" for t in ("test_soft_interrupt_sets_the_flag_and_a_second_stops",
+                                      "test_interrupt_before_writing_stops_at_once",
+                                      "test_a_signal_the_launcher_ignores_stays_ignored")]
+    launcher = ("import signal, subprocess, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+                "sys.exit(subprocess.call(sys.argv[1:]))")
+    r = subprocess.run([sys.executable, "-c", launcher, sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        "-m", "", *tests], cwd=REPO, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert r.returncode == 0 and "3 passed" in r.stdout, r.stdout[-3000:] + r.stderr[-2000:]
 
 
 def test_resume_hint_names_the_command(tmp_path):

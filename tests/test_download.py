@@ -116,3 +116,18 @@ def test_download_reports_a_missing_repo_file(tmp_path):
     assert r.returncode != 0
     assert "hallo2/net_g.pth" in r.stderr and HALLO2_REPO in r.stderr
     assert (tmp_path / "models" / "facelib/parsing_parsenet.pth").is_file()
+
+
+def test_offline_with_a_partly_filled_folder_names_the_absent_files(tmp_path):
+    """Without the Hub, snapshot_download returns an existing folder as it is: the command still
+    fails with the offline reason, on one line, naming only the files that are absent."""
+    models = tmp_path / "models"
+    (models / "facelib").mkdir(parents=True)
+    (models / "facelib" / "detection_Resnet50_Final.pth").write_bytes(b"x")
+    env = dict(os.environ, HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO_ROOT))
+    r = subprocess.run([sys.executable, "-m", "hallo_core", "download", "--models", str(models), "--which", "facelib"],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert r.stderr.startswith("error: download failed: Hugging Face cannot be reached (offline, or HF_HUB_OFFLINE "
+                               f"is set) (https://huggingface.co/{HALLO2_REPO}: facelib/parsing_parsenet.pth): ")
+    assert "detection_Resnet50_Final" not in r.stderr

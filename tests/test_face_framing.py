@@ -13,17 +13,14 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.landmarks_env import offline_landmarks_skip_reason
 from hallo_core.face import (BlankImageError, FaceIndexError, FaceTooSmallError, ImageDecodeError, NoFaceError,
                              check_image, frame_face, load_image, prepare_face, prepare_framed_face)
 from hallo_core.face.find import FaceBox, MediapipeFaceDetector, ScrfdFaceDetector, get_face_detector
 from hallo_core.face.masks import SILHOUETTE_IDS
 from hallo_core.io.paste_back import FramePaster, PasteBackSink
 
-pytest.importorskip("mediapipe")
-_reason = offline_landmarks_skip_reason()
-if _reason:
-    pytest.skip(_reason, allow_module_level=True)
+# real landmarks or a skip, decided when a test runs: importing mediapipe at collection takes seconds
+pytestmark = pytest.mark.usefixtures("offline_landmarks")
 
 
 def _portrait(fixtures_dir, n):

@@ -12,14 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.landmarks_env import offline_landmarks_skip_reason
 from hallo_core.face import NoFaceError, clear_cache, prepare_face
 from hallo_core.face.masks import compute_masks, mask_levels
 
-pytest.importorskip("mediapipe")
-_reason = offline_landmarks_skip_reason()
-if _reason:
-    pytest.skip(_reason, allow_module_level=True)
+# real landmarks or a skip, decided when a test runs: importing mediapipe at collection takes seconds
+pytestmark = pytest.mark.usefixtures("offline_landmarks")
 
 
 def _prep(image, **kw):

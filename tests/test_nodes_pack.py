@@ -55,9 +55,26 @@ def _import_pack_like_comfyui():
     return module
 
 
-def _tree():
-    return {p for p in REPO.rglob("*") if "__pycache__" not in p.parts and ".git" not in p.parts
-            and ".pytest_cache" not in p.parts}
+# What writes into a checkout besides the pack: Python's bytecode cache, git, pytest, and .ci/run,
+# which installs its job 2 and 3 venvs under .ci-work/ while job 1's tests run.
+NOT_THE_PACK = {"__pycache__", ".git", ".pytest_cache", ".ci-work"}
+
+
+def _tree(root: Path = REPO):
+    return {p for p in root.rglob("*") if not NOT_THE_PACK & set(p.relative_to(root).parts)}
+
+
+def test_the_tree_comparison_sees_a_pack_write_and_not_the_ci_venvs(tmp_path):
+    (tmp_path / "nodes").mkdir()
+    (tmp_path / ".ci-work" / "legacy").mkdir(parents=True)
+    before = _tree(tmp_path)
+    (tmp_path / ".ci-work" / "legacy" / "pyvenv.cfg").write_text("home = /usr/bin")
+    (tmp_path / "nodes" / "__pycache__").mkdir()
+    assert _tree(tmp_path) == before
+    for made in (tmp_path / "nodes" / "cache.json", tmp_path / "models", tmp_path / "web" / "x.js"):
+        made.parent.mkdir(exist_ok=True)
+        made.mkdir() if made.name == "models" else made.write_text("{}")
+        assert made in _tree(tmp_path) - before
 
 
 def test_importing_the_pack_downloads_and_writes_nothing(monkeypatch):

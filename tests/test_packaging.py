@@ -63,9 +63,10 @@ def test_comfyignore_keeps_the_pack_and_drops_the_tests():
 
 
 def expected_models() -> list:
-    from hallo_core.assets.layout import files_to_fetch
+    from hallo_core.assets.layout import comfy_place, files_to_fetch
 
-    return [{"location": f"/hallo/{path}", "model_url": f"https://huggingface.co/{repo}/resolve/main/{path}"}
+    return [{"location": "/{}/{}".format(*comfy_place(path)),
+             "model_url": f"https://huggingface.co/{repo}/resolve/main/{path}"}
             for repo, path in files_to_fetch(["hallo", "hallo2", "hallo2-4k"])]
 
 

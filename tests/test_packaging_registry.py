@@ -21,8 +21,10 @@ def test_comfy_cli_reads_dependencies_urls_and_models(monkeypatch):
     assert urls.repository.startswith("https://") and urls.issues.startswith("https://")
     assert urls.documentation.startswith("https://")
     models = [(m.location, m.model_url) for m in cfg.tool_comfy.models]
-    from hallo_core.assets.layout import files_to_fetch
+    from hallo_core.assets.layout import comfy_place, files_to_fetch
 
-    assert models == [(f"/hallo/{p}", f"https://huggingface.co/{r}/resolve/main/{p}")
+    # each file where ComfyUI reads it: models/hallo, RealESRGAN in models/upscale_models
+    assert models == [("/{}/{}".format(*comfy_place(p)), f"https://huggingface.co/{r}/resolve/main/{p}")
                       for r, p in files_to_fetch(["hallo", "hallo2", "hallo2-4k"])]
+    assert ("/upscale_models/RealESRGAN_x2plus.pth") in [m[0] for m in models]
     assert cfg.tool_comfy.publisher_id and cfg.tool_comfy.display_name

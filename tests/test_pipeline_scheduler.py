@@ -2,12 +2,13 @@
 
 import pytest
 import torch
-from diffusers import DDIMScheduler
 
 from hallo_core.pipeline.scheduler import SCHEDULER_NAMES, make_scheduler, step_kwargs
 
 
 def upstream_ddim():
+    from diffusers import DDIMScheduler  # here, not at the top: diffusers takes seconds to import
+
     # configs/inference/default.yaml noise_scheduler_kwargs + the enable_zero_snr update
     return DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="linear", clip_sample=False,
                          steps_offset=1, rescale_betas_zero_snr=True, timestep_spacing="trailing",

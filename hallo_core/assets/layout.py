@@ -78,6 +78,22 @@ CHECKPOINT_FILES = {
 }
 
 
+# Inside ComfyUI every file goes to models/hallo in the layout above, except the background
+# upscaler: the upscale workflow loads it with core's "Load Upscale Model", which lists
+# models/upscale_models by file name.
+COMFY_FOLDERS = {"realesrgan": "upscale_models"}
+COMFY_HALLO_FOLDER = "hallo"
+
+
+def comfy_place(rel: str) -> Tuple[str, str]:
+    """(ComfyUI model folder name, path inside it) of ``rel``, a file of the layout."""
+    rel = rel.replace("\\", "/")
+    for comp, folder in COMFY_FOLDERS.items():
+        if rel in COMPONENTS[comp][2]:
+            return folder, rel.rsplit("/", 1)[-1]
+    return COMFY_HALLO_FOLDER, rel
+
+
 def rel_path(component: str) -> str:
     """Path of a component relative to the models folder (same as inside its Hugging Face repo)."""
     return COMPONENTS[component][0]

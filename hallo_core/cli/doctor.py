@@ -7,6 +7,8 @@ archive through ``mmap``), so a 5 GB checkpoint is checked in about a second.
 from __future__ import annotations
 
 import json
+import shlex
+import shutil
 import sys
 import tempfile
 import zipfile
@@ -43,8 +45,27 @@ class FileCheck:
     optional: bool = False
 
     def fix(self, root: Path) -> str:
-        return (f"hallo download --models {root} --which {self.component}   "
+        return (f"{download_command(root, self.component)}   "
                 f"or https://huggingface.co/{self.repo}/resolve/main/{self.path}")
+
+
+def cli_command() -> str:
+    """How to start this CLI in this install, for the fix lines: ``hallo`` when the entry point of
+    this interpreter's environment is on PATH, else ``python -m hallo_core`` (this interpreter's
+    full path when ``python`` on PATH is another one)."""
+    here = Path(sys.executable).parent
+    hallo = shutil.which("hallo")
+    if hallo and Path(hallo).parent == here:
+        return "hallo"
+    python = shutil.which("python")
+    if python and Path(python).parent == here:
+        return "python -m hallo_core"
+    return f"{shlex.quote(sys.executable)} -m hallo_core"
+
+
+def download_command(root: Path, which: str) -> str:
+    """The download command for ``which`` into ``root``, runnable as printed."""
+    return f"{cli_command()} download --models {shlex.quote(str(root))} --which {which}"
 
 
 @dataclass
@@ -153,7 +174,7 @@ def check_models(root: Path, report: Report) -> None:
     owner = _component_of()
     report.lines.append(f"models folder {root}")
     if not root.is_dir():
-        report.add("PROBLEM", f"{root} does not exist: hallo download --models {root} --which hallo")
+        report.add("PROBLEM", f"{root} does not exist: {download_command(root, 'hallo')}")
         report.ready = {b: False for b in BUNDLES}
         return
     seen: Dict[str, FileCheck] = {}
@@ -187,7 +208,7 @@ def check_models(root: Path, report: Report) -> None:
             verdict = f"not ready: {len(bad)} of {len(files)} files missing or corrupt"
             needed.update({f.path: f for f in bad})
         else:
-            verdict = f"not installed (hallo download --models {root} --which {bundle})"
+            verdict = f"not installed ({download_command(root, bundle)})"
         report.lines.append(f"  {bundle} ({BUNDLE_USE[bundle]}): {verdict}")
     for fc in report.files:
         if fc.status == "ok":
@@ -226,8 +247,9 @@ def check_environment(report: Report, models: Optional[Path]) -> None:
     try:
         import torch
     except ImportError:
-        report.add("PROBLEM", "torch is not installed: pip install torch (CPU: --index-url "
-                   "https://download.pytorch.org/whl/cpu; CUDA: see pytorch.org)")
+        report.add("PROBLEM", "torch is not installed: pip install torch --index-url "
+                   "https://download.pytorch.org/whl/cpu (the CPU build; for an NVIDIA GPU the CUDA build "
+                   "for your driver, e.g. --index-url https://download.pytorch.org/whl/cu128)")
         return
     if torch.cuda.is_available():
         free, total = torch.cuda.mem_get_info()
@@ -240,7 +262,7 @@ def check_environment(report: Report, models: Optional[Path]) -> None:
 
         report.add("ok", f"onnxruntime {ort.__version__}, providers {', '.join(ort.get_available_providers())}")
     except ImportError:
-        report.add("PROBLEM", "onnxruntime is not installed: pip install -r requirements.txt")
+        report.add("PROBLEM", "onnxruntime is not installed: pip install onnxruntime")
     cv = _opencv_dists()
     if len(cv) == 1:
         report.add("ok", f"one OpenCV: {cv[0]}")
@@ -257,7 +279,7 @@ def _check_landmarks(report: Report, models: Optional[Path]) -> None:
     try:
         import mediapipe as mp
     except ImportError:
-        report.add("PROBLEM", "mediapipe is not installed: pip install -r requirements.txt")
+        report.add("PROBLEM", "mediapipe is not installed: pip install mediapipe")
         return
     from ..face.landmarks import TASK_FILENAME, _legacy_facemesh_module
 
@@ -268,10 +290,16 @@ def _check_landmarks(report: Report, models: Optional[Path]) -> None:
     elif _legacy_facemesh_module(mp) is not None:
         report.add("ok", f"mediapipe {version}: face landmarks by its bundled legacy FaceMesh "
                    f"({TASK_FILENAME} absent; a different network than upstream's)")
+    elif models is None:
+        # the file belongs to the models folder, which is not checked here: a fresh install is
+        # not broken by its absence, but generate cannot find landmarks until it is there
+        report.add("note", f"mediapipe {version} bundles no FaceMesh: generate needs {TASK_FILENAME} from the "
+                   f"models folder ({rel_path('face_analysis')}/, fetched by download with face_analysis); "
+                   f"add --models to check a folder")
     else:
-        where = f" --models {models}" if models else " --models DIR"
-        report.add("PROBLEM", f"mediapipe {version} has no legacy FaceMesh and {TASK_FILENAME} is absent: "
-                   f"hallo download{where} --which face_analysis")
+        # the models section reports the file itself, with its download command
+        report.add("note", f"mediapipe {version} bundles no FaceMesh: face landmarks need "
+                   f"{rel_path('face_analysis')}/{TASK_FILENAME} (see the models folder below)")
 
 
 def run_selftest_step(report: Report, out: Optional[str]) -> None:

@@ -25,7 +25,9 @@ class Interrupted(KeyboardInterrupt):
 
 
 class InterruptGuard:
-    """Installs SIGINT/SIGTERM handlers for its ``with`` block (main thread only; elsewhere a no-op)."""
+    """Installs SIGINT/SIGTERM handlers for its ``with`` block (main thread only; elsewhere a no-op).
+
+    A signal that is ignored when the block starts is left ignored."""
 
     def __init__(self) -> None:
         self.signum: Optional[int] = None
@@ -75,7 +77,10 @@ class InterruptGuard:
     def __enter__(self) -> "InterruptGuard":
         if threading.current_thread() is threading.main_thread():
             for s in (signal.SIGINT, signal.SIGTERM):
-                self._old[s] = signal.signal(s, self._handle)
+                # a signal the launcher ignores stays ignored (a shell script's `cmd &`, nohup-style
+                # wrappers): the run is not theirs to stop with it
+                if signal.getsignal(s) is not signal.SIG_IGN:
+                    self._old[s] = signal.signal(s, self._handle)
         return self
 
     def __exit__(self, *exc) -> bool:

@@ -27,12 +27,19 @@ def _reader(stream, buf: bytearray) -> None:
         buf.extend(chunk)
 
 
+def _signals_as_a_terminal_gives_them() -> None:
+    """In the child, before exec: a test run launched with SIGINT ignored (a script's `&`) would
+    pass that on, and the CLI keeps an ignored signal ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def interrupt_after_first_clip(cmd: List[str], steps: int, env: Optional[dict] = None, cwd=None,
                                sig: int = signal.SIGINT, timeout: float = 300) -> Tuple[int, str, float]:
     """Run ``cmd``, send ``sig`` once the first clip's ``steps`` steps are done; returns
     (exit code, stderr, seconds from the signal to the exit)."""
     proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+                            stderr=subprocess.PIPE, preexec_fn=_signals_as_a_terminal_gives_them)
     buf = bytearray()
     reader = threading.Thread(target=_reader, args=(proc.stderr, buf), daemon=True)
     reader.start()
