@@ -8,6 +8,7 @@ dependency.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -142,6 +143,14 @@ def pick_dtype(precision: str, device: torch.device, n_params: int = 0) -> torch
     return mm.unet_dtype(device, n_params, [torch.float16, torch.bfloat16, torch.float32])
 
 
+def compute_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
+    """The dtype ComfyUI computes a UNet stored in ``dtype`` in on ``device`` (its manual cast, or the
+    storage dtype when the device computes in it)."""
+    import comfy.model_management as mm
+
+    return mm.unet_manual_cast(dtype, device) or dtype
+
+
 def pick_operations(dtype: torch.dtype, device: torch.device):
     """comfy.ops classes: manual_cast when weights are stored in a dtype the device cannot compute in."""
     import comfy.model_management as mm
@@ -155,13 +164,17 @@ class Container(torch.nn.Module):
     """Holds the actual modules for a ModelPatcher.
 
     diffusers / transformers models expose a read-only ``device`` property, which ModelPatcher writes
-    to; this container has a plain attribute instead.
+    to; this container has a plain attribute instead. ``manual_cast_dtype`` is what ComfyUI's own
+    models carry when they compute in another dtype than they store (the patcher reads it to size
+    the cast buffers of a partial load).
     """
 
-    def __init__(self, device: torch.device, dtype: torch.dtype, **modules: torch.nn.Module):
+    def __init__(self, device: torch.device, dtype: torch.dtype, compute: Optional[torch.dtype] = None,
+                 **modules: torch.nn.Module):
         super().__init__()
         self.device = device
         self._dtype = dtype
+        self.manual_cast_dtype = compute if compute not in (None, dtype) else None
         for name, m in modules.items():
             self.add_module(name, m)
 
@@ -176,10 +189,110 @@ def make_patcher(container: Container):
 
 
 def load_gpu(patchers: list, memory_required: int = 0, full: bool = False) -> None:
-    """Bring patchers onto the compute device. Cheap when they already are; call before each use."""
+    """Bring patchers onto the compute device, keeping ``memory_required`` bytes free for the call
+    that follows. Cheap when they already are; call before each use."""
     import comfy.model_management as mm
 
-    mm.load_models_gpu([p for p in patchers if p is not None], memory_required=memory_required, force_full_load=full)
+    mm.load_models_gpu([p for p in patchers if p is not None], memory_required=int(memory_required),
+                       force_full_load=full)
+
+
+def unload(patchers: list) -> None:
+    """Give the patchers' memory back through ComfyUI's model management (their weights go to the
+    offload device, ComfyUI's bookkeeping with them). Other loaded models are kept."""
+    import comfy.model_management as mm
+
+    for p in patchers:
+        if p is None:
+            continue
+        keep = [lm for lm in mm.current_loaded_models if lm.model is not p]
+        if len(keep) < len(mm.current_loaded_models):
+            mm.free_memory(1e30, p.load_device, keep_loaded=keep)
+
+
+def clip_boundary() -> None:
+    """Between two clips of one node run: what ComfyUI does after every node execution, so that
+    memory used by the clip (cast buffers, cached blocks, Dynamic VRAM's watermarks) is given back
+    before the next one starts."""
+    import comfy.model_management as mm
+
+    if hasattr(mm, "reset_cast_buffers"):  # ComfyUI >= 0.9: also empties the cache
+        mm.reset_cast_buffers()
+    else:
+        mm.soft_empty_cache()
+    try:
+        import comfy.memory_management as cmm
+
+        if getattr(cmm, "aimdo_enabled", False):
+            import comfy_aimdo.model_vbar
+
+            comfy_aimdo.model_vbar.vbars_reset_watermark_limits()
+    except Exception as e:  # optional machinery of newer ComfyUI; never stop a run over it
+        log.debug("hallo: Dynamic VRAM reset skipped: %s", e)
+
+
+def efficient_attention() -> bool:
+    """Does ComfyUI count on a memory-efficient attention kernel (its own memory estimates do)?"""
+    import comfy.model_management as mm
+
+    return bool(mm.xformers_enabled() or mm.pytorch_attention_flash_attention())
+
+
+def denoise_memory(model: "HalloModel", size: int, clip_frames: int, cfg: float) -> int:
+    """``memory_required`` of one denoising step (see hallo_core.pipeline.memory and docs/comfyui.md)."""
+    from hallo_core.pipeline.memory import denoise_memory as est
+
+    return est(size, clip_frames, float(cfg) > 1.0, model.compute, efficient_attention())
+
+
+def reference_memory(model: "HalloModel", size: int, items: int = 2) -> int:
+    """``memory_required`` of a reference-UNet pass over ``items`` images (2 for the portrait)."""
+    from hallo_core.pipeline.memory import reference_memory as est
+
+    return est(size, items, model.compute, efficient_attention())
+
+
+class ComfyPlacement:
+    """hallo_core's reference-UNet placement through ComfyUI's model management.
+
+    Every pass loads the reference patcher with the pass's own memory estimate. With ``low_vram``
+    the reference patcher is unloaded again right after the pass and the main patcher is loaded
+    back (ComfyUI may have offloaded parts of it to make room), so the two are never both on the
+    device while the denoiser runs. Holds the patchers, not the HalloModel, so the network it is
+    attached to does not form a reference cycle.
+    """
+
+    def __init__(self, main, ref, compute: torch.dtype):
+        self.main, self.ref, self.compute = main, ref, compute
+        self.main_memory = 0  # the last memory_required asked for the main patcher (load_hallo)
+
+    def pass_memory(self, shape) -> int:
+        from hallo_core.pipeline.memory import unet_memory
+
+        return unet_memory(list(shape), self.compute, efficient_attention())
+
+    @contextlib.contextmanager
+    def reference_pass(self, net, device, low_vram: bool, shape=None):
+        mem = self.pass_memory(shape) if shape is not None else 0
+        if not low_vram:
+            load_gpu([self.main, self.ref], mem)
+            yield
+            return
+        load_gpu([self.ref], mem)
+        try:
+            yield
+        finally:
+            unload([self.ref])
+            load_gpu([self.main], self.main_memory)
+
+
+def load_hallo(model: "HalloModel", memory_required: int = 0) -> None:
+    """Load the Hallo network's main patcher (denoiser, projections, face locator) for a call that
+    needs ``memory_required`` bytes of activations; the reference UNet is loaded by its passes."""
+    pl = getattr(model.net, "placement", None)
+    if isinstance(pl, ComfyPlacement):
+        pl.main_memory = int(memory_required)
+    load_gpu([model.patcher], memory_required)
 
 
 def interrupted() -> None:
@@ -191,7 +304,12 @@ def interrupted() -> None:
 
 @dataclass
 class HalloModel:
-    """HALLO_MODEL: the Hallo network behind a ModelPatcher, with what the sampler needs to know."""
+    """HALLO_MODEL: the Hallo network behind two ModelPatchers, with what the sampler needs to know.
+
+    ``patcher`` holds the denoiser, the projections and the face locator; ``ref_patcher`` the
+    reference UNet, which runs once per clip and can be given back between its passes (low_vram).
+    ``dtype`` is the storage dtype, ``compute_dtype`` the one ComfyUI computes in (manual cast).
+    """
 
     patcher: Any
     version: str  # "hallo" or "hallo2"
@@ -199,10 +317,21 @@ class HalloModel:
     unet_config: dict
     path: str
     extra: dict = field(default_factory=dict)
+    ref_patcher: Any = None
+    compute_dtype: Optional[torch.dtype] = None
+    network: Any = None
 
     @property
     def net(self) -> torch.nn.Module:
-        return self.patcher.model.net
+        return self.network if self.network is not None else self.patcher.model.net
+
+    @property
+    def compute(self) -> torch.dtype:
+        return self.compute_dtype or self.dtype
+
+    @property
+    def patchers(self) -> list:
+        return [p for p in (self.patcher, self.ref_patcher) if p is not None]
 
 
 @dataclass

@@ -95,9 +95,20 @@ class HalloModelLoader(io.ComfyNode):
         net = build_hallo_net(unet_config=cfg, operations=ops, device="meta", dtype=dtype)
         load_hallo_weights(net, path)
         net = net.to(device=C.offload_device(), dtype=dtype).eval().requires_grad_(False)
-        patcher = C.make_patcher(C.Container(C.offload_device(), dtype, net=net))
+        compute = C.compute_dtype(dtype, dev)
+        if compute != dtype:  # manual cast: weights stay in dtype, every layer computes in compute
+            net.set_compute_dtype(compute)
+        off = C.offload_device()
+        # two patchers: the reference UNet runs once per clip and can be given back between its
+        # passes (low_vram) without touching the denoiser's weights
+        main = C.make_patcher(C.Container(off, dtype, compute, denoising_unet=net.denoising_unet,
+                                          face_locator=net.face_locator, imageproj=net.imageproj,
+                                          audioproj=net.audioproj))
+        ref = C.make_patcher(C.Container(off, dtype, compute, reference_unet=net.reference_unet))
+        net.placement = C.ComfyPlacement(main, ref, compute)
         version = "hallo2" if "hallo2" in model.replace("\\", "/").split("/")[0] else "hallo"
-        return io.NodeOutput(C.HalloModel(patcher=patcher, version=version, dtype=dtype, unet_config=cfg, path=path))
+        return io.NodeOutput(C.HalloModel(patcher=main, version=version, dtype=dtype, unet_config=cfg, path=path,
+                                          ref_patcher=ref, compute_dtype=compute, network=net))
 
 
 class HalloVAE:
@@ -127,8 +138,9 @@ class HalloVAELoader(io.ComfyNode):
                                tooltip="Folder under models/hallo holding config.json and "
                                        f"{os.path.basename(md.COMPONENTS['vae'][2][1])} ({VAE_DIR})."),
                 io.Combo.Input("precision", options=C.PRECISIONS, default="fp32",
-                               tooltip="VAE precision. Upstream Hallo decodes in the UNet's precision; fp32 "
-                                       "is the safe choice (the VAE overflows less in fp32/bf16)."),
+                               tooltip="VAE precision, the same policy as the CLI: auto = fp32. fp16 / bf16 "
+                                       "are faster on a GPU; the SD VAE can overflow fp16, so every chunk is "
+                                       "checked and one that overflows is recomputed in fp32."),
             ],
             outputs=[HalloVaeType.Output(display_name="vae", tooltip="The VAE, for the Hallo reference and "
                                                                      "sampler nodes.")],
@@ -137,9 +149,9 @@ class HalloVAELoader(io.ComfyNode):
     @classmethod
     def execute(cls, vae_folder, precision) -> io.NodeOutput:
         folder = C.find_dir(vae_folder, ("config.json",))
-        dev = C.load_device()
-        dtype = C.pick_dtype(precision, dev) if precision != "auto" else C.pick_dtype("fp32", dev)
-        from hallo_core.io.vae import load_vae
+        from hallo_core.io.vae import load_vae, vae_dtype
+
+        dtype = vae_dtype(precision)
 
         vae = load_vae(folder, device=C.offload_device(), dtype=dtype)
         patcher = C.make_patcher(C.Container(C.offload_device(), dtype, vae=vae))

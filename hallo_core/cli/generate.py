@@ -159,7 +159,7 @@ def run_generate(a) -> int:
     from ..audio.loading import open_waveform
     from .common import dtype as _dtype
     from ..io.checkpoints import load_hallo_weights
-    from ..io.vae import VaeCodec, load_vae
+    from ..io.vae import VaeCodec, load_vae, vae_dtype
     from ..media.video import Mp4Sink
     from ..models import build_hallo_net
     from ..pipeline.full_frame import write_sidecar
@@ -179,7 +179,7 @@ def run_generate(a) -> int:
     load_hallo_weights(net, models.net(a.hallo2))
     net.denoising_unet.drop_unused_motion_modules()
     net = net.to(device=device, dtype=dtype).eval().requires_grad_(False)
-    vae = VaeCodec(load_vae(models.vae(), device=device, dtype=dtype))
+    vae = VaeCodec(load_vae(models.vae(), device=device, dtype=vae_dtype()))  # the VAE policy: fp32
 
     settings = GenerationSettings(
         steps=opts["steps"], cfg=opts["cfg"], seed=opts["seed"], pose_weight=opts["pose_weight"],
