@@ -286,12 +286,15 @@ class ComfyPlacement:
             load_gpu([self.main], self.main_memory)
 
 
-def load_hallo(model: "HalloModel", memory_required: int = 0) -> None:
+def load_hallo(model: "HalloModel", memory_required: int = 0, low_vram: bool = False) -> None:
     """Load the Hallo network's main patcher (denoiser, projections, face locator) for a call that
-    needs ``memory_required`` bytes of activations; the reference UNet is loaded by its passes."""
+    needs ``memory_required`` bytes of activations; the reference UNet is loaded by its passes.
+    With ``low_vram`` the reference UNet is given back first if an earlier node left it loaded."""
     pl = getattr(model.net, "placement", None)
     if isinstance(pl, ComfyPlacement):
         pl.main_memory = int(memory_required)
+    if low_vram:
+        unload([model.ref_patcher])
     load_gpu([model.patcher], memory_required)
 
 

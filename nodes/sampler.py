@@ -144,7 +144,7 @@ def run(node_id, hallo_model, vae, reference, audio_embeds, settings, sink, chec
     # ComfyUI may load the network partially (low VRAM): its comfy.ops layers cast the offloaded
     # weights per forward, and the compute device comes from the settings, not from a weight
     def load() -> None:
-        C.load_hallo(hallo_model, memory)
+        C.load_hallo(hallo_model, memory, settings.low_vram)
 
     def should_stop() -> bool:
         """Polled by hallo_core before every denoising step: (re)load the network, then check Cancel."""
