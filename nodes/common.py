@@ -65,6 +65,91 @@ def missing(rel: str) -> FileNotFoundError:
     )
 
 
+def pack_dir() -> str:
+    """The pack's folder (the repository root, holding hallo_core/)."""
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cli_command(*args: str) -> str:
+    """A hallo_core CLI command that works as written in this ComfyUI install: ComfyUI's own Python,
+    run from the pack folder (hallo_core is a folder there, not an installed package)."""
+    import shlex
+    import sys
+
+    return (f"cd {shlex.quote(pack_dir())} && {shlex.quote(sys.executable)} -m hallo_core "
+            + " ".join(shlex.quote(a) for a in args))
+
+
+def file_url(rel: str) -> str:
+    """Where to get ``rel``: the file itself for an official file, else the repository's page."""
+    rel = rel.replace("\\", "/")
+    for _, repo, files, _ in models_dir.COMPONENTS.values():
+        if rel in files:
+            return f"{models_dir.repo_url(repo)}/resolve/main/{rel}"
+    return models_dir.source_of(rel)
+
+
+# Per loader node: the files its widget values make it read. Alternatives (tuples) are satisfied by
+# any one of them; optional files (the landmarker, the UNet config) are not listed.
+def _node_needs(class_type: str, inputs: dict) -> list:
+    vae = models_dir.COMPONENTS["vae"][2]
+    if class_type == "Hallo_ModelLoader" and isinstance(inputs.get("model"), str):
+        return [inputs["model"]]
+    if class_type == "Hallo_VAELoader" and isinstance(inputs.get("vae_folder"), str):
+        folder = inputs["vae_folder"]
+        return [f"{folder}/config.json",
+                (f"{folder}/{os.path.basename(vae[1])}", f"{folder}/diffusion_pytorch_model.bin")]
+    if class_type == "Hallo_AudioModelLoader":
+        sep = inputs.get("separator")
+        return list(models_dir.COMPONENTS["wav2vec"][2]) + ([sep] if isinstance(sep, str) and sep != "none" else [])
+    if class_type == "Hallo_FaceModelLoader":
+        return [f"{models_dir.rel_path('face_analysis')}/{f}" for f in models_dir.FACE_FILES[:2]]
+    if class_type == "Hallo2_UpscalerLoader":
+        up = models_dir.UPSCALER_FILES
+        return [up["codeformer"], up["detector"]] + ([up["parser"]] if inputs.get("use_parser", True) is not False else [])
+    return []
+
+
+def missing_for_prompt(prompt: Optional[dict]) -> list[str]:
+    """Every file the prompt's Hallo loaders will read that no models/hallo folder holds."""
+    roots = model_roots()
+    have = lambda rel: any(os.path.isfile(os.path.join(r, rel)) for r in roots)  # noqa: E731
+    out: list[str] = []
+    for node in (prompt or {}).values():
+        if not isinstance(node, dict):
+            continue
+        for need in _node_needs(str(node.get("class_type")), node.get("inputs") or {}):
+            options = need if isinstance(need, tuple) else (need,)
+            if not any(have(o) for o in options) and options[0] not in out:
+                out.append(options[0])
+    return out
+
+
+def _download_choice(prompt: Optional[dict]) -> str:
+    types = {str(n.get("class_type")): n.get("inputs") or {} for n in (prompt or {}).values() if isinstance(n, dict)}
+    model = str(types.get("Hallo_ModelLoader", {}).get("model", ""))
+    if "Hallo2_UpscalerLoader" in types:
+        return "hallo2 + temporal upscaler"
+    return "hallo2 (long video)" if model.startswith("hallo2") else "hallo (portrait video)"
+
+
+def check_prompt_models(prompt: Optional[dict]) -> None:
+    """Raise one FileNotFoundError naming every file the prompt's Hallo loaders miss, with where to
+    get each, so a first run reports the whole list at once, whichever loader runs first."""
+    todo = missing_for_prompt(prompt)
+    if not todo:
+        return
+    roots = model_roots()
+    also = f" (also searched: {', '.join(roots[1:])})" if len(roots) > 1 else ""
+    lines = [f"Hallo: {len(todo)} model file{'s are' if len(todo) > 1 else ' is'} missing from {roots[0]}{also}:"]
+    lines += [f"  {rel}  <-  {file_url(rel)}" for rel in todo]
+    choice = _download_choice(prompt)
+    lines.append(f"Fetch them with the 'Hallo Download Models' node (models: {choice}, download: on), or "
+                 f"put the files above at those paths (the Hugging Face repositories' own layout). "
+                 f"Check an install with: {cli_command('doctor', '--models', roots[0])}")
+    raise FileNotFoundError("\n".join(lines))
+
+
 def find_file(rel: str) -> str:
     """Full path of ``rel`` in the first hallo root that has it, else a clear FileNotFoundError."""
     for root in model_roots():
@@ -101,11 +186,6 @@ def list_files(suffixes: tuple[str, ...], must_contain: str = "") -> list[str]:
         names = []
     out = [n for n in names if n.lower().endswith(suffixes) and must_contain in n.replace("\\", "/")]
     return sorted(out)
-
-
-def combo_options(options: list[str], placeholder: str) -> list[str]:
-    """A combo needs at least one entry; an empty folder shows what to download instead."""
-    return options if options else [placeholder]
 
 
 # ---------------------------------------------------------------------------------------------

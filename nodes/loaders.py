@@ -27,8 +27,11 @@ HalloVaeType = io.Custom("HALLO_VAE")
 
 
 def _net_files() -> list[str]:
+    """Network files found, then the official names that are not (a workflow saved with one of them
+    still validates on an empty folder; running it reports every missing file at once)."""
     names = C.list_files((".pth", ".safetensors", ".sft"))
-    return [n for n in names if os.path.basename(n).startswith("net") and not os.path.basename(n).startswith("net_g")]
+    found = [n for n in names if os.path.basename(n).startswith("net") and not os.path.basename(n).startswith("net_g")]
+    return found + [n for n in (NET, NET2) if n not in found]
 
 
 def _vae_dirs() -> list[str]:
@@ -38,16 +41,24 @@ def _vae_dirs() -> list[str]:
             for name in sorted(os.listdir(root)):
                 if "vae" in name.lower() and os.path.isfile(os.path.join(root, name, "config.json")):
                     found.append(name)
-    return sorted(set(found)) or [VAE_DIR]
+    found = sorted(set(found))
+    return found + ([VAE_DIR] if VAE_DIR not in found else [])
 
 
 def _separators() -> list[str]:
-    return ["none"] + C.list_files((".onnx",), SEPARATOR_DIR + "/")
+    found = C.list_files((".onnx",), SEPARATOR_DIR + "/")
+    official = md.rel_path("audio_separator")
+    return ["none"] + found + ([official] if official not in found else [])
 
 
 def _find_unet_config(model_root: str) -> str | None:
     candidates = [os.path.join(model_root, UNET_CONFIG)] + [os.path.join(r, UNET_CONFIG) for r in C.model_roots()]
     return next((p for p in candidates if os.path.isfile(p)), None)
+
+
+def _prompt(cls):
+    """The queued prompt (API format), for checking every model file of the workflow at once."""
+    return getattr(cls.hidden, "prompt", None) if cls.hidden is not None else None
 
 
 class HalloModelLoader(io.ComfyNode):
@@ -61,7 +72,7 @@ class HalloModelLoader(io.ComfyNode):
                         "and motion modules, face locator, projections) from models/hallo. The UNet shape comes "
                         f"from {UNET_CONFIG} when present, else the built-in SD1.5 config.",
             inputs=[
-                io.Combo.Input("model", options=C.combo_options(_net_files(), md.rel_path("hallo2")),
+                io.Combo.Input("model", options=_net_files(),
                                tooltip=f"{os.path.basename(NET)} (or a converted .safetensors) under models/hallo: "
                                        f"{NET} for Hallo, {NET2} for Hallo2 long videos."),
                 io.Combo.Input("precision", options=C.PRECISIONS, default="auto",
@@ -71,11 +82,14 @@ class HalloModelLoader(io.ComfyNode):
             outputs=[C.HalloModelType.Output(display_name="hallo_model",
                                              tooltip="The Hallo network, managed by ComfyUI (loaded to the GPU "
                                                      "only while a Hallo node runs).")],
+            hidden=[io.Hidden.prompt],
         )
 
     @classmethod
     def execute(cls, model, precision) -> io.NodeOutput:
         import folder_paths
+
+        C.check_prompt_models(_prompt(cls))
 
         path = folder_paths.get_full_path(C.FOLDER, model)
         if path is None:
@@ -144,10 +158,12 @@ class HalloVAELoader(io.ComfyNode):
             ],
             outputs=[HalloVaeType.Output(display_name="vae", tooltip="The VAE, for the Hallo reference and "
                                                                      "sampler nodes.")],
+            hidden=[io.Hidden.prompt],
         )
 
     @classmethod
     def execute(cls, vae_folder, precision) -> io.NodeOutput:
+        C.check_prompt_models(_prompt(cls))
         folder = C.find_dir(vae_folder, ("config.json",))
         from hallo_core.io.vae import load_vae, vae_dtype
 
@@ -177,10 +193,12 @@ class HalloAudioModelLoader(io.ComfyNode):
             outputs=[C.HalloAudioModelsType.Output(display_name="audio_models",
                                                    tooltip="wav2vec2 (+ separator) for the Hallo Audio "
                                                            "Embeds node.")],
+            hidden=[io.Hidden.prompt],
         )
 
     @classmethod
     def execute(cls, separator, precision) -> io.NodeOutput:
+        C.check_prompt_models(_prompt(cls))
         folder = C.find_dir(WAV2VEC_DIR, ("config.json",))
         sep = None if separator == "none" else C.find_file(separator)
         dev = C.load_device()
@@ -209,10 +227,12 @@ class HalloFaceModelLoader(io.ComfyNode):
             ],
             outputs=[C.HalloFaceModelsType.Output(display_name="face_models",
                                                   tooltip="Face model locations for the Hallo Face Analysis node.")],
+            hidden=[io.Hidden.prompt],
         )
 
     @classmethod
     def execute(cls, onnx_device) -> io.NodeOutput:
+        C.check_prompt_models(_prompt(cls))
         for f in FACE_FILES:
             C.find_file(f"{FACE_DIR}/{f}")
         folder = C.find_dir(FACE_DIR, tuple(FACE_FILES))
