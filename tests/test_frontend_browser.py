@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -104,6 +105,8 @@ def page(tmp_path_factory):
             pg = Page(targets[0]["webSocketDebuggerUrl"])
             pg.call("Page.enable")
             pg.call("Runtime.enable")
+            # a desktop-sized window: narrower ones hide the template browser's category list
+            pg.call("Emulation.setDeviceMetricsOverride", width=1600, height=1000, deviceScaleFactor=1, mobile=False)
             srv.post("/settings/Comfy.TutorialCompleted", True)  # no template browser at first start
             pg.call("Page.navigate", url=srv.url("/"))
             pg.wait_for("!!(window.app && window.app.graph && window.app.extensions && window.LiteGraph)", 180)
@@ -143,43 +146,50 @@ DIALOGS = "Array.from(document.querySelectorAll('[role=dialog]')).map(d => d.inn
 STORES = "Array.from(document.querySelectorAll('*')).find(e => e.__vue_app__).__vue_app__.config.globalProperties.$pinia._s"
 
 
-def _dialog_style(page) -> bool:
-    """Does this frontend announce missing models with a dialog (app.showMissingModelsError)?"""
-    return bool(page.eval("typeof app.showMissingModelsError === 'function'"))
+def _style(page) -> str:
+    """How this frontend reports missing models when a workflow loads: "hook" (1.35: through
+    app.showMissingModelsError, a dialog), "dialog" (1.41: its missing-models dialog directly) or "store"
+    (1.5x: a store behind an overlay and the Issues tab)."""
+    if page.eval("typeof app.showMissingModelsError === 'function'"):
+        return "hook"
+    return "store" if page.eval(f"{STORES}.has('missingModel')") else "dialog"
 
 
 def _missing(page, models: int = 0) -> dict:
-    """The missing nodes and models the frontend reported for the loaded workflow (waiting, on a
-    store-style frontend, until it has checked ``models`` of them: it verifies asynchronously)."""
-    if _dialog_style(page):
+    """The missing nodes and models the frontend reported for the loaded workflow (waiting, for the
+    styles that verify asynchronously, until it reported ``models`` of them)."""
+    style = _style(page)
+    if style == "hook":
         return page.eval("window.__missing")
     t0 = time.time()
     while True:
         time.sleep(1.0)
-        got = page.eval(f"""(() => {{ const s = {STORES};
-            const models = (s.get('missingModel').missingModelCandidates || []).filter(c => c.isMissing)
-                .map(c => c.directory + " / " + c.name);
-            return {{nodes: window.__missing.nodes.slice(), models}}; }})()""")
-        if len(got["models"]) >= models or time.time() - t0 > 30:
-            return got
+        if style == "store":
+            found = page.eval(f"""(() => (({STORES}).get('missingModel').missingModelCandidates || [])
+                .filter(c => c.isMissing).map(c => c.directory + " / " + c.name))()""")
+        else:  # the "<folder> / <file>" lines of the missing-models dialog
+            found = [ln.strip() for t in page.eval(DIALOGS) for ln in t.splitlines()
+                     if re.fullmatch(r"[\w.-]+ / \S.*", ln.strip())]
+        if len(found) >= models or time.time() - t0 > 30:
+            return {"nodes": page.eval("window.__missing.nodes.slice()"), "models": found}
 
 
-def _template(page, stem: str) -> dict:
-    """The workflow as the template browser fetches it (GET /workflow_templates lists it under the pack)."""
-    return page.eval("import('/scripts/api.js').then(async ({api}) => {"
-                     f" const mine = (await api.getWorkflowTemplates())[{json.dumps(PACK_NAME)}] || [];"
-                     f" if (!mine.includes({json.dumps(stem)})) return null;"
-                     f" const r = await fetch(api.apiURL('/workflow_templates/{PACK_NAME}/' + {json.dumps(stem)} + '.json'));"
-                     " return r.ok ? r.json() : null; })")
+def _close_dialogs(page) -> None:
+    """Close open dialogs as a user would (Escape), then through the frontend's dialog store (the template
+    browser of 1.35 ignores Escape)."""
+    for _ in range(3):
+        if not page.eval(DIALOGS):
+            return
+        page.call("Input.dispatchKeyEvent", type="keyDown", key="Escape", code="Escape", windowsVirtualKeyCode=27)
+        time.sleep(0.5)
+    page.eval(f"""(() => {{ const d = {STORES}.get('dialog');
+        for (let i = 0; i < 5 && d.dialogStack.length; i++) d.closeDialog(); return true; }})()""")
+    time.sleep(0.5)
 
 
 def _load(page, data: dict) -> None:
     """Close any dialog, clear the records, load ``data`` as a user would (warnings enabled)."""
-    for _ in range(3):
-        if not page.eval(DIALOGS):
-            break
-        page.call("Input.dispatchKeyEvent", type="keyDown", key="Escape", code="Escape", windowsVirtualKeyCode=27)
-        time.sleep(0.5)
+    _close_dialogs(page)
     assert page.eval(DIALOGS) == [], "a dialog stayed open"
     page.eval("window.__missing.nodes.length = 0; window.__missing.models.length = 0; true")
     page.eval(f"app.loadGraphData({json.dumps(data)}).then(() => true)")
@@ -219,8 +229,8 @@ def test_example_workflow_loads_without_warnings(page, name):
 @pytest.mark.parametrize("name, missing", [("hallo2_long_video", "hallo/hallo2/net.pth"),
                                            ("hallo2_long_video_upscaled", "upscale_models/RealESRGAN_x2plus.pth")])
 def test_missing_model_named_in_dialog(page, name, missing):
-    dialog_style = _dialog_style(page)
-    if not dialog_style and missing.startswith("hallo/"):
+    style = _style(page)
+    if style == "store" and missing.startswith("hallo/"):
         pytest.skip("this frontend checks a workflow's models only on node types it maps to a model folder (core "
                     "loaders); a missing file of the hallo folder is reported when the prompt runs (see "
                     "test_empty_models_folder_gives_one_error_listing_every_missing_file)")
@@ -231,7 +241,7 @@ def test_missing_model_named_in_dialog(page, name, missing):
         _load(page, json.loads(wf.example_path(name).read_text()))
         directory, file = missing.split("/", 1)
         assert _missing(page, models=1) == {"nodes": [], "models": [f"{directory} / {file}"]}
-        if dialog_style:
+        if style != "store":
             t0 = time.time()
             while not page.eval(DIALOGS) and time.time() - t0 < 10:
                 time.sleep(0.5)
@@ -390,9 +400,11 @@ def test_template_category_is_named_by_the_pack(page):
     i18n = page.eval("fetch('/i18n').then(r => r.json())")
     assert i18n["en"]["templateWorkflows"]["category"][PACK_NAME] == "Hallo talking portraits"
     page.eval("app.extensionManager.command.execute('Comfy.BrowseTemplates').then(() => true)")
-    page.wait_for(DIALOGS + ".some(t => t.includes('Hallo talking portraits'))", 60)
-    shown = page.eval(DIALOGS)
-    assert not any(f"\n{PACK_NAME}\n" in t for t in shown), shown
+    try:
+        page.wait_for("document.body.innerText.includes('Hallo talking portraits')", 60)
+        assert f"\n{PACK_NAME}\n" not in page.eval("document.body.innerText")
+    finally:
+        _close_dialogs(page)
 
 
 def test_node_help_page_is_shown(page):
@@ -427,11 +439,7 @@ def test_empty_models_folder_gives_one_error_listing_every_missing_file(page):
     hallo.mkdir()
     try:
         _load(page, json.loads(wf.example_path("hallo_portrait_to_video").read_text()))
-        for _ in range(3):  # the frontend's own missing-models notice at load time, if it shows one
-            if not page.eval(DIALOGS):
-                break
-            page.call("Input.dispatchKeyEvent", type="keyDown", key="Escape", code="Escape", windowsVirtualKeyCode=27)
-            time.sleep(0.5)
+        _close_dialogs(page)  # the frontend's own missing-models notice at load time, if it shows one
         page.eval("(async () => { window.__errors = []; const {api} = await import('/scripts/api.js');"
                   " if (!window.__errorsHooked) { api.addEventListener('execution_error', e => window.__errors.push(e.detail));"
                   " window.__errorsHooked = true; } return true; })()")
@@ -467,6 +475,4 @@ def test_empty_models_folder_gives_one_error_listing_every_missing_file(page):
     finally:
         hallo.rmdir()
         away.rename(hallo)
-        for _ in range(3):
-            page.call("Input.dispatchKeyEvent", type="keyDown", key="Escape", code="Escape", windowsVirtualKeyCode=27)
-            time.sleep(0.3)
+        _close_dialogs(page)
