@@ -240,8 +240,6 @@ def test_example_workflow_loads_without_warnings(page, name):
     assert samplers <= set(with_panel)
 
 
-@pytest.mark.parametrize("name, missing", [("hallo2_long_video", "hallo/hallo2/net.pth"),
-                                           ("hallo2_long_video_upscaled", "upscale_models/RealESRGAN_x2plus.pth")])
 def _refresh(page) -> None:
     """What a user does after adding or removing model files (R): the frontend lists the folders again."""
     page.eval("(async () => { const c = app.extensionManager?.command;"
@@ -250,6 +248,8 @@ def _refresh(page) -> None:
     time.sleep(1.0)
 
 
+@pytest.mark.parametrize("name, missing", [("hallo2_long_video", "hallo/hallo2/net.pth"),
+                                           ("hallo2_long_video_upscaled", "upscale_models/RealESRGAN_x2plus.pth")])
 def test_missing_model_named_in_dialog(page, name, missing):
     style = _style(page)
     path = page.models / missing
