@@ -128,9 +128,10 @@ class Session:
 
     def vae(self):
         if self._vae is None:
-            from .io.vae import VaeCodec, load_vae
+            from .io.vae import VaeCodec, load_vae, vae_dtype
 
-            self._vae = VaeCodec(load_vae(self.models.vae(), device=self.device, dtype=self.dtype))
+            # the VAE policy (hallo_core.io.vae), not the network's dtype
+            self._vae = VaeCodec(load_vae(self.models.vae(), device=self.device, dtype=vae_dtype()))
         return self._vae
 
     def audio_models(self, separator: bool):

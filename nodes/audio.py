@@ -9,7 +9,7 @@ from comfy_api.latest import io
 from . import common as C
 from . import convert
 from . import options as O
-from .progress import ClipProgress
+from .progress import TaskProgress
 
 FPS = 25  # Hallo's audio features are computed at 25 video frames per second (640 samples at 16 kHz)
 
@@ -82,10 +82,12 @@ class HalloAudioEmbeds(io.ComfyNode):
         wav, sr = checked_audio(audio)
         C.load_gpu([audio_models.patcher], full=True)  # transformers modules: no partial loading
         node = cls.hidden.unique_id if cls.hidden is not None else None
-        prog = ClipProgress(node, clips=1, steps=100)
+        task = ("separating vocals and encoding the audio (wav2vec2)" if audio_models.separator_path
+                else "encoding the audio (wav2vec2)")
+        prog = TaskProgress(node, task, 1, "part" if segment_60s else "")
 
-        def progress(done, total):
-            prog.step(0, int(100 * done / max(1, total)))
+        def progress(done, total):  # a separation or encoding pass of one (60 s) segment
+            prog.update(done, total)
 
         from hallo_core.audio import embed_audio, load_separator
 

@@ -66,15 +66,22 @@ class ManagedCodec:
         return getattr(self.codec, name)
 
     def encode(self, pixels):
+        from hallo_core.pipeline.memory import vae_encode_memory
+
         from .common import load_gpu
 
-        load_gpu([self.patcher], full=True)
+        # core's estimate for one image, as its own VAE asks before it batches by free memory
+        load_gpu([self.patcher], vae_encode_memory(pixels.shape[-1], 1, self.codec.dtype), full=True)
         return self.codec.encode(pixels.to(self.codec.device, self.codec.dtype))
 
     def decode(self, latents, chunk=None, low_memory=False):
+        from hallo_core.pipeline.memory import vae_decode_memory
+
         from .common import load_gpu
 
-        load_gpu([self.patcher], full=True)
+        at_once = min(int(chunk or getattr(self.codec, "decode_chunk", 1)), int(latents.shape[0]))
+        size = latents.shape[-1] * self.codec.scale_factor
+        load_gpu([self.patcher], vae_decode_memory(size, at_once, self.codec.dtype), full=True)
         return self.codec.decode(latents, chunk, low_memory=low_memory)
 
 

@@ -101,6 +101,8 @@ class HalloDownloadModels(io.ComfyNode):
             lines += [f"missing: {_shown(f)} ({md.repo_url(repo)})" for repo, f in todo]
             if todo:
                 lines.append("switch 'download' on and queue again to fetch them")
+        # the install check (files, tensor names, the Python side, a tiny self-test), as it runs here
+        lines.append(f"check the install: {C.cli_command('doctor', '--models', roots[0])}")
         text = "\n".join(lines)
         return io.NodeOutput(text, ui=ui.PreviewText(text))
 

@@ -27,8 +27,11 @@ HalloVaeType = io.Custom("HALLO_VAE")
 
 
 def _net_files() -> list[str]:
+    """Network files found, then the official names that are not (a workflow saved with one of them
+    still validates on an empty folder; running it reports every missing file at once)."""
     names = C.list_files((".pth", ".safetensors", ".sft"))
-    return [n for n in names if os.path.basename(n).startswith("net") and not os.path.basename(n).startswith("net_g")]
+    found = [n for n in names if os.path.basename(n).startswith("net") and not os.path.basename(n).startswith("net_g")]
+    return found + [n for n in (NET, NET2) if n not in found]
 
 
 def _vae_dirs() -> list[str]:
@@ -38,16 +41,24 @@ def _vae_dirs() -> list[str]:
             for name in sorted(os.listdir(root)):
                 if "vae" in name.lower() and os.path.isfile(os.path.join(root, name, "config.json")):
                     found.append(name)
-    return sorted(set(found)) or [VAE_DIR]
+    found = sorted(set(found))
+    return found + ([VAE_DIR] if VAE_DIR not in found else [])
 
 
 def _separators() -> list[str]:
-    return ["none"] + C.list_files((".onnx",), SEPARATOR_DIR + "/")
+    found = C.list_files((".onnx",), SEPARATOR_DIR + "/")
+    official = md.rel_path("audio_separator")
+    return ["none"] + found + ([official] if official not in found else [])
 
 
 def _find_unet_config(model_root: str) -> str | None:
     candidates = [os.path.join(model_root, UNET_CONFIG)] + [os.path.join(r, UNET_CONFIG) for r in C.model_roots()]
     return next((p for p in candidates if os.path.isfile(p)), None)
+
+
+def _prompt(cls):
+    """The queued prompt (API format), for checking every model file of the workflow at once."""
+    return getattr(cls.hidden, "prompt", None) if cls.hidden is not None else None
 
 
 class HalloModelLoader(io.ComfyNode):
@@ -61,7 +72,7 @@ class HalloModelLoader(io.ComfyNode):
                         "and motion modules, face locator, projections) from models/hallo. The UNet shape comes "
                         f"from {UNET_CONFIG} when present, else the built-in SD1.5 config.",
             inputs=[
-                io.Combo.Input("model", options=C.combo_options(_net_files(), md.rel_path("hallo2")),
+                io.Combo.Input("model", options=_net_files(),
                                tooltip=f"{os.path.basename(NET)} (or a converted .safetensors) under models/hallo: "
                                        f"{NET} for Hallo, {NET2} for Hallo2 long videos."),
                 io.Combo.Input("precision", options=C.PRECISIONS, default="auto",
@@ -71,11 +82,14 @@ class HalloModelLoader(io.ComfyNode):
             outputs=[C.HalloModelType.Output(display_name="hallo_model",
                                              tooltip="The Hallo network, managed by ComfyUI (loaded to the GPU "
                                                      "only while a Hallo node runs).")],
+            hidden=[io.Hidden.prompt],
         )
 
     @classmethod
     def execute(cls, model, precision) -> io.NodeOutput:
         import folder_paths
+
+        C.check_prompt_models(_prompt(cls))
 
         path = folder_paths.get_full_path(C.FOLDER, model)
         if path is None:
@@ -95,9 +109,20 @@ class HalloModelLoader(io.ComfyNode):
         net = build_hallo_net(unet_config=cfg, operations=ops, device="meta", dtype=dtype)
         load_hallo_weights(net, path)
         net = net.to(device=C.offload_device(), dtype=dtype).eval().requires_grad_(False)
-        patcher = C.make_patcher(C.Container(C.offload_device(), dtype, net=net))
+        compute = C.compute_dtype(dtype, dev)
+        if compute != dtype:  # manual cast: weights stay in dtype, every layer computes in compute
+            net.set_compute_dtype(compute)
+        off = C.offload_device()
+        # two patchers: the reference UNet runs once per clip and can be given back between its
+        # passes (low_vram) without touching the denoiser's weights
+        main = C.make_patcher(C.Container(off, dtype, compute, denoising_unet=net.denoising_unet,
+                                          face_locator=net.face_locator, imageproj=net.imageproj,
+                                          audioproj=net.audioproj))
+        ref = C.make_patcher(C.Container(off, dtype, compute, reference_unet=net.reference_unet))
+        net.placement = C.ComfyPlacement(main, ref, compute)
         version = "hallo2" if "hallo2" in model.replace("\\", "/").split("/")[0] else "hallo"
-        return io.NodeOutput(C.HalloModel(patcher=patcher, version=version, dtype=dtype, unet_config=cfg, path=path))
+        return io.NodeOutput(C.HalloModel(patcher=main, version=version, dtype=dtype, unet_config=cfg, path=path,
+                                          ref_patcher=ref, compute_dtype=compute, network=net))
 
 
 class HalloVAE:
@@ -126,19 +151,22 @@ class HalloVAELoader(io.ComfyNode):
                                tooltip="Folder under models/hallo holding config.json and "
                                        f"{os.path.basename(md.COMPONENTS['vae'][2][1])} ({VAE_DIR})."),
                 io.Combo.Input("precision", options=C.PRECISIONS, default="fp32",
-                               tooltip="VAE precision. Upstream Hallo decodes in the UNet's precision; fp32 "
-                                       "is the safe choice (the VAE overflows less in fp32/bf16)."),
+                               tooltip="VAE precision, the same policy as the CLI: auto = fp32. fp16 / bf16 "
+                                       "are faster on a GPU; the SD VAE can overflow fp16, so every chunk is "
+                                       "checked and one that overflows is recomputed in fp32."),
             ],
             outputs=[HalloVaeType.Output(display_name="vae", tooltip="The VAE, for the Hallo reference and "
                                                                      "sampler nodes.")],
+            hidden=[io.Hidden.prompt],
         )
 
     @classmethod
     def execute(cls, vae_folder, precision) -> io.NodeOutput:
+        C.check_prompt_models(_prompt(cls))
         folder = C.find_dir(vae_folder, ("config.json",))
-        dev = C.load_device()
-        dtype = C.pick_dtype(precision, dev) if precision != "auto" else C.pick_dtype("fp32", dev)
-        from hallo_core.io.vae import load_vae
+        from hallo_core.io.vae import load_vae, vae_dtype
+
+        dtype = vae_dtype(precision)
 
         vae = load_vae(folder, device=C.offload_device(), dtype=dtype)
         patcher = C.make_patcher(C.Container(C.offload_device(), dtype, vae=vae))
@@ -164,10 +192,12 @@ class HalloAudioModelLoader(io.ComfyNode):
             outputs=[C.HalloAudioModelsType.Output(display_name="audio_models",
                                                    tooltip="wav2vec2 (+ separator) for the Hallo Audio "
                                                            "Embeds node.")],
+            hidden=[io.Hidden.prompt],
         )
 
     @classmethod
     def execute(cls, separator, precision) -> io.NodeOutput:
+        C.check_prompt_models(_prompt(cls))
         folder = C.find_dir(WAV2VEC_DIR, ("config.json",))
         sep = None if separator == "none" else C.find_file(separator)
         dev = C.load_device()
@@ -196,10 +226,12 @@ class HalloFaceModelLoader(io.ComfyNode):
             ],
             outputs=[C.HalloFaceModelsType.Output(display_name="face_models",
                                                   tooltip="Face model locations for the Hallo Face Analysis node.")],
+            hidden=[io.Hidden.prompt],
         )
 
     @classmethod
     def execute(cls, onnx_device) -> io.NodeOutput:
+        C.check_prompt_models(_prompt(cls))
         for f in FACE_FILES:
             C.find_file(f"{FACE_DIR}/{f}")
         folder = C.find_dir(FACE_DIR, tuple(FACE_FILES))

@@ -1,5 +1,6 @@
-"""Progress over clips x steps: ComfyUI's ProgressBar (which also checks for Cancel) plus the
-"hallo.progress" / "hallo.clip" / "hallo.run" websocket messages the web extension shows on the node."""
+"""Progress over clips x steps (samplers) or over a named task (other long nodes): ComfyUI's
+ProgressBar (which also checks for Cancel) plus the "hallo.progress" / "hallo.clip" / "hallo.run"
+websocket messages the web extension shows on the node."""
 
 from __future__ import annotations
 
@@ -85,6 +86,43 @@ class ClipProgress:
         except Exception as e:
             log.debug("hallo: clip preview failed: %s", e)
         self._send(EVENT_CLIP, info)
+
+
+class TaskProgress:
+    """Progress of a node that is not a sampler: ``total`` units of one named task.
+
+    The node's ProgressBar (which also checks Cancel) and a "hallo.progress" message with ``task``
+    and ``done`` / ``total`` instead of clips and steps, so the panel says what the node does.
+    """
+
+    def __init__(self, node_id: Optional[str], task: str, total: int, unit: str = ""):
+        import comfy.utils
+
+        self.node_id = str(node_id) if node_id is not None else None
+        self.task, self.unit = task, unit
+        self.total = max(1, int(total))
+        self.pbar = comfy.utils.ProgressBar(self.total, node_id=self.node_id)
+        self.start = time.monotonic()
+        self.server = _server()
+
+    def update(self, done: int, total: Optional[int] = None, task: Optional[str] = None) -> None:
+        if total is not None:
+            self.total = max(1, int(total))
+        if task is not None:
+            self.task = task
+        done = min(int(done), self.total)
+        self.pbar.update_absolute(done, self.total)
+        eta = None
+        if done > 0:
+            eta = (time.monotonic() - self.start) / done * (self.total - done)
+        if self.server is None or self.node_id is None:
+            return
+        try:
+            self.server.send_sync(EVENT_PROGRESS, {"node": self.node_id, "task": self.task, "done": done,
+                                                   "total": self.total, "unit": self.unit, "eta": eta},
+                                  self.server.client_id)
+        except Exception as e:  # a websocket hiccup must never kill a run
+            log.debug("hallo: could not send %s: %s", EVENT_PROGRESS, e)
 
 
 def notify(node_id: Optional[str], text: str, warn: bool = False, **info) -> None:

@@ -44,10 +44,12 @@ class HalloReference(io.ComfyNode):
         from hallo_core.pipeline.generate import GenerationSettings, prepare_context
 
         codec, _ = vae_codec(vae)
-        C.load_gpu([hallo_model.patcher])  # may be partial: the device and dtype are passed explicitly
+        # may be partial: the device and the compute dtype are passed explicitly. The reference UNet
+        # is loaded by its pass (the network's placement), with that pass's own estimate.
+        C.load_hallo(hallo_model, C.reference_memory(hallo_model, int(face_data.size)))
         # default settings = what the samplers use (fast path, 16-frame clips); computed on the model's
         # device, then kept on ComfyUI's intermediate device between nodes
-        st = GenerationSettings(device=hallo_model.patcher.load_device, dtype=hallo_model.dtype)
+        st = GenerationSettings(device=hallo_model.patcher.load_device, dtype=hallo_model.compute)
         ctx = prepare_context(hallo_model.net, codec, face_data, st).to(C.out_device())
         latent = ctx.ref_latent.float()
         return io.NodeOutput(C.Reference(face=face_data, ref_latent=latent, context=ctx, size=int(face_data.size)))

@@ -55,12 +55,13 @@ def motion_frames(motion, reference, settings):
 def on_device(hallo_model, settings):
     """``settings`` with the compute device and dtype of the model as ComfyUI manages it.
 
-    Given explicitly because a partially loaded patcher leaves some weights on the offload device:
-    the device of the first weight is then not where the network computes.
+    Given explicitly because a partially loaded patcher leaves some weights on the offload device
+    (the first weight's device is then not where the network computes), and because under manual
+    casting the weights' dtype is not the one ComfyUI computes in.
     """
     from dataclasses import replace
 
-    return replace(settings, device=hallo_model.patcher.load_device, dtype=hallo_model.dtype)
+    return replace(settings, device=hallo_model.patcher.load_device, dtype=hallo_model.compute)
 
 
 def settings(seed, steps, cfg, pose_weight, face_weight, lip_weight, scheduler, mask_rate=0.0, fast=True,
@@ -102,6 +103,7 @@ def run(node_id, hallo_model, vae, reference, audio_embeds, settings, sink, chec
 
     codec, _ = vae_codec(vae)
     settings = on_device(hallo_model, settings)
+    memory = C.denoise_memory(hallo_model, reference.size, settings.clip_frames, settings.cfg)
     clips = max(1, -(-int(audio_embeds.num_frames) // settings.clip_frames))
     prog = ClipProgress(node_id, clips=clips, steps=settings.steps,
                         first_clip=start.next_clip if start is not None else 0)
@@ -110,7 +112,7 @@ def run(node_id, hallo_model, vae, reference, audio_embeds, settings, sink, chec
     # ComfyUI may load the network partially (low VRAM): its comfy.ops layers cast the offloaded
     # weights per forward, and the compute device comes from the settings, not from a weight
     def load() -> None:
-        C.load_gpu([hallo_model.patcher])
+        C.load_hallo(hallo_model, memory, settings.low_vram)
 
     def should_stop() -> bool:
         """Polled by hallo_core before every denoising step: (re)load the network, then check Cancel."""
@@ -122,6 +124,7 @@ def run(node_id, hallo_model, vae, reference, audio_embeds, settings, sink, chec
     def callback(clip: int, n_clips: int, step: int, n_steps: int, frames) -> None:
         if frames is not None:
             prog.clip_done(clip, frames, fps)
+            C.clip_boundary()  # give back what the clip used before the next one starts
         else:
             prog.step(clip, step)
 

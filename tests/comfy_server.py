@@ -17,12 +17,34 @@ import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# One ComfyUI tree per test run: COMFYUI_PATH (the checkout) and COMFYUI_PYTHON (a Python with its
+# requirements and requirements-test.txt). docs/development.md lists the tested versions and the
+# command for each; comfy_version() says which one a run is testing.
 COMFYUI_PATH = os.environ.get("COMFYUI_PATH")
 PYTHON = os.environ.get("COMFYUI_PYTHON", sys.executable)
-# The pack's folder name in the test server's custom_nodes, unique per run: a ComfyUI that already has
-# this pack installed (under any name, even an earlier test's) loads and lists only this copy.
-PACK_NAME = f"hallo_pack_{uuid.uuid4().hex[:8]}"
+INSTALL_NAME = "hallo-talking-head"  # the folder Manager, comfy-cli and the documented git clone create
+
+
+def _pack_name() -> str:
+    """The pack's folder name in the test server's custom_nodes: the documented install name (its
+    locales name the template category after it), or a unique one when the ComfyUI under test
+    already has a folder of that name (the server still loads only this copy)."""
+    if COMFYUI_PATH and os.path.lexists(os.path.join(COMFYUI_PATH, "custom_nodes", INSTALL_NAME)):
+        return f"hallo_pack_{uuid.uuid4().hex[:8]}"
+    return INSTALL_NAME
+
+
+PACK_NAME = _pack_name()
 SHORT_SECONDS = 1.1
+
+
+def comfy_version() -> tuple:
+    """(major, minor, patch) of the ComfyUI tree at COMFYUI_PATH, read from its comfyui_version.py."""
+    import re
+
+    text = (Path(COMFYUI_PATH) / "comfyui_version.py").read_text()
+    m = re.search(r'__version__\s*=\s*"(\d+)\.(\d+)\.(\d+)', text)
+    return tuple(int(x) for x in m.groups())
 
 
 # Prefix of a script run in ComfyUI's Python: imports ComfyUI (CPU) and this pack by path, as

@@ -4,6 +4,13 @@ Encode uses the latent distribution *mean* (upstream never samples) times 0.1821
 divides by 0.18215 and maps to [0, 1] with ``clamp(x / 2 + 0.5, 0, 1)``. Decoding is
 batched in chunks (upstream decodes one frame at a time; the result is the same up to
 float rounding because every VAE op is per-image).
+
+Precision policy, the same for the CLI and the ComfyUI nodes (``vae_dtype``): the VAE computes in
+float32 unless a lower precision is chosen explicitly. SD VAEs overflow float16 (activations past
+65504 turn into inf, then NaN frames; ComfyUI's own SD VAE therefore works only in bf16 or fp32),
+so a codec in a lower precision checks every chunk it encodes or decodes and recomputes a chunk
+that is not finite in float32, with float32 copies of the weights for that chunk only (the module
+is left where and as its owner placed it).
 """
 
 from __future__ import annotations
@@ -71,6 +78,32 @@ def load_vae(folder: Union[str, Path], device="cpu", dtype=torch.float32):
     return vae.to(device).eval().requires_grad_(False)
 
 
+def vae_dtype(choice=None) -> torch.dtype:
+    """The VAE's dtype under the policy: float32 for None / "auto", else the explicit choice
+    ("fp32" / "fp16" / "bf16", torch's names, or a torch dtype); lower precisions are guarded."""
+    if choice is None or choice == "auto":
+        return torch.float32
+    if isinstance(choice, torch.dtype):
+        return choice
+    names = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
+             "half": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+    if choice not in names:
+        raise ValueError(f"VAE precision: expected auto, fp32, fp16 or bf16, got {choice!r}")
+    return names[choice]
+
+
+class _Call(torch.nn.Module):
+    """Calls ``fn(vae, x)``; lets ``torch.func.functional_call`` swap the VAE's weights for one call."""
+
+    def __init__(self, vae, fn):
+        super().__init__()
+        self.vae = vae
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(self.vae, x)
+
+
 class VaeCodec:
     """Hallo's view of the VAE: [-1, 1] pixels <-> scaled latents, [0, 1] decoded frames."""
 
@@ -94,7 +127,21 @@ class VaeCodec:
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
         """[N, 3, H, W] in [-1, 1] -> [N, 4, H/8, W/8] = latent mean * 0.18215 (VAE dtype)."""
         x = pixels.to(device=self.device, dtype=self.dtype)
-        return self.vae.encode(x).latent_dist.mean * LATENT_SCALE
+        z = self.vae.encode(x).latent_dist.mean
+        if not self._finite(z):
+            z = self._fp32(_encode_mean, x).to(self.dtype)
+        return z * LATENT_SCALE
+
+    def _finite(self, t: torch.Tensor) -> bool:
+        return self.dtype == torch.float32 or bool(torch.isfinite(t).all())
+
+    def _fp32(self, fn, x: torch.Tensor) -> torch.Tensor:
+        """``fn(vae, x)`` computed in float32 with float32 copies of the weights (overflow fallback)."""
+        from torch.func import functional_call
+
+        tensors = {"vae." + k: v.float() for k, v in self.vae.named_parameters()}
+        tensors.update({"vae." + k: v.float() if v.is_floating_point() else v for k, v in self.vae.named_buffers()})
+        return functional_call(_Call(self.vae, fn), tensors, (x.float(),))
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, chunk: Optional[int] = None,
@@ -113,18 +160,24 @@ class VaeCodec:
             if low_memory:
                 self._set_low_memory(tiling=False)
             try:
-                out = [self.vae.decode(z[i:i + chunk]).sample for i in range(0, z.shape[0], chunk)]
+                out = [self._decode(z[i:i + chunk]) for i in range(0, z.shape[0], chunk)]
             except torch.cuda.OutOfMemoryError:
                 out = None  # leave the except block so the failed attempt's tensors are freed
             if out is None:
                 torch.cuda.empty_cache()
                 self._set_low_memory(tiling=True)
-                out = [self.vae.decode(z[i:i + 1]).sample for i in range(z.shape[0])]
+                out = [self._decode(z[i:i + 1]) for i in range(z.shape[0])]
         finally:
             # the VAE may be shared (ComfyUI passes one object to many runs): a low-memory
             # decode must not change what later decodes compute
             self._restore_memory_flags(saved)
         return (torch.cat(out) / 2 + 0.5).clamp(0, 1)
+
+    def _decode(self, z: torch.Tensor) -> torch.Tensor:
+        x = self.vae.decode(z).sample
+        if not self._finite(x):
+            x = self._fp32(_decode_sample, z).to(x.dtype)  # [-1, 1] after the fallback: fits any dtype
+        return x
 
     def _memory_flags(self) -> dict:
         return {k: getattr(self.vae, k) for k in ("use_slicing", "use_tiling") if hasattr(self.vae, k)}
@@ -138,3 +191,11 @@ class VaeCodec:
             fn = getattr(self.vae, name, None)
             if fn is not None:
                 fn()
+
+
+def _encode_mean(vae, x):
+    return vae.encode(x).latent_dist.mean
+
+
+def _decode_sample(vae, z):
+    return vae.decode(z).sample

@@ -26,6 +26,20 @@ class HalloNet(nn.Module):
         self.face_locator = FaceLocator(out_channels=cfg["block_out_channels"][0], **kw)
         self.imageproj = ImageProj(cross_attention_dim=cfg["cross_attention_dim"], **kw)
         self.audioproj = AudioProj(**kw)
+        # How the reference UNet is brought to the compute device for a pass (see
+        # pipeline.reference_cache.Placement). None: hallo_core places it itself. A host whose
+        # model manager owns the weights (ComfyUI) sets its own, so nothing moves behind its back.
+        self.placement = None
+
+    def set_compute_dtype(self, dtype: Optional[torch.dtype]) -> None:
+        """Compute in ``dtype`` although the weights are stored in another one.
+
+        For layers that cast each weight to the input's dtype (ComfyUI's manual-cast ops, used when
+        the device cannot compute in the storage dtype): the modules cast their inputs to this
+        dtype instead of the weights'. None restores the weights' dtype.
+        """
+        for m in (self.reference_unet, self.denoising_unet, self.face_locator, self.imageproj, self.audioproj):
+            m.compute_dtype = dtype
 
 
 def build_hallo_net(

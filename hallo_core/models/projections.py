@@ -19,6 +19,8 @@ class FaceLocator(nn.Module):
     128->``out_channels``, every conv 3x3 followed by SiLU except conv_out.
     """
 
+    compute_dtype = None  # see HalloNet.set_compute_dtype
+
     def __init__(self, out_channels: int = 320, channels: Sequence[int] = (16, 32, 64, 128), in_channels: int = 3,
                  operations=None, device=None, dtype=None):
         super().__init__()
@@ -36,7 +38,7 @@ class FaceLocator(nn.Module):
         if video:
             b, c, f = x.shape[:3]
             x = x.transpose(1, 2).reshape(b * f, c, *x.shape[3:])
-        x = x.to(self.conv_in.weight.dtype)
+        x = x.to(self.compute_dtype or self.conv_in.weight.dtype)
         h = F.silu(self.conv_in(x))
         for blk in self.blocks:
             h = F.silu(blk(h))
@@ -49,6 +51,8 @@ class FaceLocator(nn.Module):
 class ImageProj(nn.Module):
     """Linear 512 -> tokens*768, reshape, LayerNorm (``imageproj.proj``, ``imageproj.norm``)."""
 
+    compute_dtype = None  # see HalloNet.set_compute_dtype
+
     def __init__(self, cross_attention_dim: int = 768, embed_dim: int = 512, tokens: int = 4,
                  operations=None, device=None, dtype=None):
         super().__init__()
@@ -59,12 +63,14 @@ class ImageProj(nn.Module):
 
     def forward(self, emb: torch.Tensor) -> torch.Tensor:
         """emb [B, 512] -> tokens [B, 4, 768]."""
-        x = self.proj(emb.to(self.proj.weight.dtype)).reshape(-1, self.tokens, self.dim)
+        x = self.proj(emb.to(self.compute_dtype or self.proj.weight.dtype)).reshape(-1, self.tokens, self.dim)
         return self.norm(x)
 
 
 class AudioProj(nn.Module):
     """MLP from a 5-frame x 12-layer x 768 wav2vec window to 32 tokens of 768 per video frame."""
+
+    compute_dtype = None  # see HalloNet.set_compute_dtype
 
     def __init__(self, seq_len: int = 5, blocks: int = 12, channels: int = 768, intermediate_dim: int = 512,
                  output_dim: int = 768, context_tokens: int = 32, operations=None, device=None, dtype=None):
@@ -80,7 +86,7 @@ class AudioProj(nn.Module):
     def forward(self, window: torch.Tensor) -> torch.Tensor:
         """window [B, F, 5, 12, 768] -> tokens [B, F, 32, 768]."""
         b, f = window.shape[:2]
-        x = window.reshape(b * f, self.in_dim).to(self.proj1.weight.dtype)
+        x = window.reshape(b * f, self.in_dim).to(self.compute_dtype or self.proj1.weight.dtype)
         x = torch.relu(self.proj1(x))
         x = torch.relu(self.proj2(x))
         x = self.proj3(x).reshape(b * f, self.tokens, self.out_dim)

@@ -295,10 +295,30 @@ def sinusoidal_pe(d_model: int, max_len: int) -> torch.Tensor:
 
 
 class PositionalEncoding(nn.Module):
+    """The frame-position table, a checkpoint buffer (``pos_encoder.pe``).
+
+    A host that loads a network partially (ComfyUI's ModelPatcher) moves only the weights of
+    layers, so the buffer can stay on the offload device while the attention computes elsewhere.
+    ``table`` then keeps one copy on the compute device, made on first use, instead of copying the
+    buffer on every call.
+    """
+
     def __init__(self, dim, max_len, device=None, dtype=None):
         super().__init__()
         pe = sinusoidal_pe(dim, max_len)
         self.register_buffer("pe", pe.to(device=device, dtype=dtype or pe.dtype))
+        self._copy = None  # (device, dtype, source buffer, its version, copy)
+
+    def table(self, n: int, device, dtype) -> torch.Tensor:
+        """The first ``n`` rows on ``device`` in ``dtype`` (the buffer itself when it is there)."""
+        pe = self.pe
+        if pe.device == device and pe.dtype == dtype:
+            self._copy = None  # loaded with its module: no second copy to keep
+            return pe[:, :n]
+        c = self._copy
+        if c is None or c[0] != device or c[1] != dtype or c[2] is not pe or c[3] != pe._version:
+            c = self._copy = (device, dtype, pe, pe._version, pe.to(device, dtype))
+        return c[4][:, :n]
 
 
 class TemporalAttention(Attention):
@@ -309,9 +329,7 @@ class TemporalAttention(Attention):
         self.pos_encoder = PositionalEncoding(dim, max_len, device, dtype)
 
     def forward(self, x):
-        # the table is a buffer, which a partially loaded ModelPatcher leaves on the offload
-        # device (it moves only weights); following the input keeps low-VRAM loading working
-        x = x + self.pos_encoder.pe[:, : x.shape[1]].to(x.device, x.dtype)
+        x = x + self.pos_encoder.table(x.shape[1], x.device, x.dtype)
         return super().forward(x)
 
 

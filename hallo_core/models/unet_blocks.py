@@ -149,9 +149,14 @@ class UNetSkeleton(nn.Module):
                 h = lvl.upsamplers[0](h)
         return h
 
+    # set by HalloNet.set_compute_dtype when a host stores weights in one dtype and computes in
+    # another (ComfyUI's manual-cast layers cast each weight to the input's dtype)
+    compute_dtype = None
+
     @property
     def dtype(self):
-        return self.conv_in.weight.dtype
+        """The dtype inputs are cast to: the compute dtype when set, else the weights'."""
+        return self.compute_dtype or self.conv_in.weight.dtype
 
     @property
     def device(self):

@@ -11,13 +11,16 @@ Faithful (same output up to float rounding):
   A motion frame that *is* the reference image (every video's first clip: upstream starts
   from the reference image repeated) gives the reference image's banks, so its items are
   taken from the cached pair instead of being run again (4 of the 6 items of clip 1).
-* ``offloaded`` keeps the reference UNet on the CPU between its passes (CUDA only).
+* ``reference_pass`` puts the reference UNet on the compute device for one pass. Who moves it
+  is the network's ``placement``: hallo_core's own (``OwnPlacement``: with ``low_vram`` the UNet
+  lives in host RAM between passes), or the host's model manager (ComfyUI's nodes set one that
+  loads and unloads through ComfyUI's model patchers, so nothing moves behind its back).
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Dict, Iterator, Optional, Sequence
+from typing import ContextManager, Dict, Iterator, Optional, Protocol, Sequence
 
 import torch
 
@@ -26,23 +29,54 @@ import torch
 _MOTION_TOKENS = (1, 0, 0, 1)
 
 
+class Placement(Protocol):
+    """How a host makes the reference UNet ready for one pass, and what it does afterwards."""
+
+    def reference_pass(self, net, device, low_vram: bool, shape: Optional[tuple] = None) -> ContextManager:
+        """A context manager: on entry ``net.reference_unet`` computes on ``device``; on exit, with
+        ``low_vram``, the host may take its memory back. ``shape``: the pass's latent batch
+        [items, 4, h, w], for the host's memory estimate."""
+
+
+class OwnPlacement:
+    """hallo_core as its own model manager (the CLI, scripts).
+
+    With ``low_vram`` the reference UNet (~0.86B params), needed once per clip, lives in host RAM
+    and is moved to the device for each pass (sequential offload); otherwise it stays where it is.
+    """
+
+    def reference_pass(self, net, device, low_vram: bool, shape: Optional[tuple] = None) -> ContextManager:
+        return offloaded(net.reference_unet, device, low_vram)
+
+
+def placement_of(net) -> Placement:
+    """The network's placement: the host's when it set one, else ``OwnPlacement``."""
+    return getattr(net, "placement", None) or OwnPlacement()
+
+
+def reference_pass(net, device, low_vram: bool, shape: Optional[tuple] = None) -> ContextManager:
+    """``with reference_pass(net, device, low_vram, latents.shape): net.reference_unet(latents, ...)``."""
+    return placement_of(net).reference_pass(net, device, low_vram, tuple(shape) if shape is not None else None)
+
+
 @contextmanager
 def offloaded(module: torch.nn.Module, device, enabled: bool) -> Iterator[torch.nn.Module]:
-    """Move ``module`` to ``device`` for the block, then back to the CPU (only on CUDA).
+    """Move ``module`` to ``device`` for the block, then back to the CPU (``enabled`` only).
 
-    Sequential offload: the reference UNet (~0.86B params) is needed once per clip, so it
-    can live in host RAM while the denoiser runs its 40 steps.
+    Only for modules no model manager owns: ComfyUI's nodes never reach it (their placement
+    goes through ComfyUI's patchers).
     """
-    dev = torch.device(device)
-    if not enabled or dev.type != "cuda":
+    if not enabled:
         yield module
         return
+    dev = torch.device(device)
     module.to(dev)
     try:
         yield module
     finally:
         module.to("cpu")
-        torch.cuda.empty_cache()
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
 
 
 @torch.no_grad()
@@ -53,8 +87,9 @@ def reference_image_banks(net, ref_latent: torch.Tensor, face_tokens: torch.Tens
     Constant for a video: compute once and pass to ``reference_banks``.
     """
     dt = face_tokens.dtype
-    with offloaded(net.reference_unet, face_tokens.device, offload) as ref:
-        return ref(ref_latent.to(face_tokens.device, dt).repeat(2, 1, 1, 1), 0, face_tokens)
+    x = ref_latent.to(face_tokens.device, dt).repeat(2, 1, 1, 1)
+    with reference_pass(net, face_tokens.device, offload, x.shape):
+        return net.reference_unet(x, 0, face_tokens)
 
 
 @torch.no_grad()
@@ -82,8 +117,9 @@ def reference_banks(net, image_banks: Dict[str, torch.Tensor], motion_latents: O
     mb = {}
     if run:
         m = motion_latents.to(face_tokens.device, dt)
-        with offloaded(net.reference_unet, face_tokens.device, offload) as ref:
-            mb = ref(m[[items[i][0] for i in run]], 0, face_tokens[[items[i][1] for i in run]])
+        x = m[[items[i][0] for i in run]]
+        with reference_pass(net, face_tokens.device, offload, x.shape):
+            mb = net.reference_unet(x, 0, face_tokens[[items[i][1] for i in run]])
     out = {}
     for name, r in image_banks.items():
         rows = [r[1:2]] if not cfg else [r[:1]]

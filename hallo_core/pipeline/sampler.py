@@ -25,7 +25,7 @@ import torch
 from ..io.vae import VaeCodec
 from ..types import FaceData
 from .scheduler import make_scheduler, step_kwargs
-from .reference_cache import offloaded, reference_banks, reference_image_banks
+from .reference_cache import reference_banks, reference_image_banks, reference_pass
 
 
 @dataclass
@@ -202,11 +202,10 @@ def sample_clip(
         banks = reference_banks(net, ctx.ref_banks, motion_latents, ctx.face_tokens, do_cfg, offload, same)
     else:
         ref_latents = vae.encode(torch.cat([ctx.ref_pixels, motion_pixels.float()]))
-        with offloaded(net.reference_unet, dev, offload) as ref:
-            if do_cfg:
-                banks = ref(ref_latents.to(dt).repeat(2, 1, 1, 1), 0, ctx.face_tokens)
-            else:  # batch 1: [R, M1, M2] with the conditional face tokens only
-                banks = ref(ref_latents.to(dt), 0, ctx.face_tokens[1:])
+        # CFG: [R, M1, M2] x 2; batch 1: [R, M1, M2] with the conditional face tokens only
+        x = ref_latents.to(dt).repeat(2, 1, 1, 1) if do_cfg else ref_latents.to(dt)
+        with reference_pass(net, dev, offload, x.shape):
+            banks = net.reference_unet(x, 0, ctx.face_tokens if do_cfg else ctx.face_tokens[1:])
     tok = net.audioproj(window[None].to(dev, dt))
     audio_tokens = torch.cat([torch.zeros_like(tok), tok])
     ms = settings.motion_scale
