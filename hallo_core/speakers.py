@@ -7,9 +7,9 @@ another, and the job that runs it all with one :class:`~hallo_core.job.Session`:
 
     with Session("pretrained_models") as s:
         job = SpeakersJob("photo.jpg", [parse_speaker("0=alice.wav"), parse_speaker("1=bob.wav")], "talk.mp4")
-        s_tracks = prepare_tracks(job.speakers)
-        framed = frame_speakers(job, s.models.require("face_analysis").parent)
-        result = run_speakers(s, job, framed, s_tracks)
+        tracks = prepare_tracks(job.speakers)
+        framed = job.frame(s.models.require("face_analysis").parent)
+        result = run_speakers(s, job, framed, tracks)
 
 The models load once and serve every speaker: the cost is one face's sampling per speaker,
 plus the shared parts (weights read once, audio embedding per track, pasting and encoding once).
@@ -84,7 +84,7 @@ def check_speaker_list(specs: Sequence[SpeakerSpec], option: str = "--speaker") 
     seen = {}
     for s in specs:
         if s.face in seen:
-            raise UserError(f"face {s.face} is given to two speakers ({seen[s.face].where} and {s.where})", option,
+            raise UserError(f"face {s.face} is given to two speakers", f"{seen[s.face].where}, {s.where}",
                             "give each speaker a face of its own")
         seen[s.face] = s
 
@@ -112,25 +112,39 @@ def prepare_tracks(specs: Sequence[SpeakerSpec]) -> SpeakerTracks:
     A track that is silent from start to end is a warning naming its speaker, not a refusal: that
     face is animated on silence, as a listener.
     """
-    from .audio.tracks import ChannelError, load_track, mix_tracks, pad_tracks
-    from .checks import check_audio_array, check_audio_file
+    from .audio.tracks import ChannelError, load_track
+    from .checks import check_audio_file
 
-    raw, warnings, seconds = [], [], []
+    raw = []
     for s in specs:
-        report = check_audio_file(s.audio, s.where)  # path, decoding, NaN, length: the one-voice checks
+        check_audio_file(s.audio, s.where)  # path, decoding, NaN, length: the one-voice checks
         try:
-            wave, sr = load_track(s.audio, s.channel)
+            raw.append(load_track(s.audio, s.channel))
         except ChannelError as e:
             raise UserError(str(e), s.where, "give a channel the file has, or leave #CHANNEL out to use the "
                             "whole file") from None
-        if s.channel is not None:
-            report = check_audio_array(wave, sr, s.where)
+    return join_tracks(raw, [f"speaker {s.label}" for s in specs], [s.where for s in specs],
+                       [f"face {s.face}" for s in specs])
+
+
+def join_tracks(raw: Sequence[tuple], names: Sequence[str], wheres: Sequence[str],
+                faces: Optional[Sequence[str]] = None) -> SpeakerTracks:
+    """Checked tracks ``(float32 [C, N], rate)``, padded to the longest and mixed (the nodes' entry).
+
+    ``names``: how the warnings name each speaker; ``wheres``: where each track was given.
+    """
+    from .audio.tracks import mix_tracks, pad_tracks
+    from .checks import check_audio_array
+
+    warnings, seconds = [], []
+    faces = faces or ["its face"] * len(raw)
+    for (wave, sr), name, where, face in zip(raw, names, wheres, faces):
+        report = check_audio_array(wave, int(sr), where)
         if report.silent:
-            warnings.append(f"speaker {s.label} is silent from start to end ({s.where}): face {s.face} is "
-                            "animated on that silence, as a listener")
+            warnings.append(f"{name} is silent from start to end ({where}): {face} is animated on that silence, "
+                            "as a listener")
         else:
-            warnings += [w for w in report.warnings]
-        raw.append((wave, sr))
+            warnings += list(report.warnings)
         seconds.append(wave.shape[1] / float(sr))
     padded = pad_tracks(raw)
     return SpeakerTracks(padded, mix_tracks(padded), warnings, seconds)
@@ -224,6 +238,45 @@ def frame_speakers(image, specs: Sequence[SpeakerSpec], face_models: Optional[Pa
                         "and --face") from None
     return FramedSpeakers(faces, getattr(det, "name", type(det).__name__), inputs, plan,
                           (int(rgb.shape[1]), int(rgb.shape[0])))
+
+
+def plan_for_face_data(source, faces: Sequence, names: Sequence[str], max_side: Optional[int] = None,
+                       feather: Optional[float] = None):
+    """The paste plan for face data made by the face front end from one photo (the nodes' entry).
+
+    ``faces``: FaceData of each speaker's crop (``crop_box`` and ``source_size`` set); ``names``: where
+    each came from, for the UserErrors (whole-picture face data, another photo, one face twice,
+    overlapping face regions).
+    """
+    from .face.crop import DEFAULT_MAX_SIDE, CropBox
+    from .io.composite import FacesOverlapError, plan_pastes
+    from .io.paste_back import DEFAULT_FEATHER
+
+    h, w = source.shape[:2]
+    crops = []
+    for face, name in zip(faces, names):
+        if getattr(face, "crop_box", None) is None:
+            raise UserError("the face data is of the whole picture, so it cannot share a frame with another face",
+                            name, "set the face node's mode to crop")
+        made_for = tuple(int(v) for v in face.source_size)
+        if made_for != (w, h):
+            raise UserError(f"the face data was made from a {made_for[0]}x{made_for[1]} image, the source is {w}x{h}",
+                            name, "connect the photo every face node analysed")
+        crops.append(CropBox.from_box(face.crop_box, (w, h)))
+    for i in range(len(faces)):
+        for j in range(i):
+            if crops[i] == crops[j] and tuple(faces[i].face_box) == tuple(faces[j].face_box):
+                raise UserError("the same face is given twice", f"{names[j]}, {names[i]}",
+                                "set another face_index on one of the face nodes")
+    try:
+        return plan_pastes(source, crops, [f.face_box for f in faces], [int(f.size) for f in faces],
+                           max_side=DEFAULT_MAX_SIDE if max_side is None else max_side,
+                           feather=DEFAULT_FEATHER if feather is None else feather)
+    except FacesOverlapError as e:
+        a, b = (names[i] for i in e.pair)
+        raise UserError("the two faces are too close together: their face regions overlap, so no paste order "
+                        "keeps both faces whole", f"{a}, {b}", "use a photo in which the speakers' faces are "
+                        "apart") from None
 
 
 # -- the job ---------------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ def test_two_speakers_at_least_and_a_face_each():
         check_speaker_list([parse_speaker("0=a.wav")])
     with pytest.raises(UserError) as e:
         check_speaker_list([parse_speaker("0=a.wav"), parse_speaker("0=b.wav")])
-    assert "face 0 is given to two speakers (--speaker 0=a.wav and --speaker 0=b.wav)" in str(e.value)
+    assert "face 0 is given to two speakers (--speaker 0=a.wav, --speaker 0=b.wav)" in str(e.value)
     check_speaker_list([parse_speaker("0=a.wav"), parse_speaker("2=b.wav")])
 
 

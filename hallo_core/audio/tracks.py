@@ -27,15 +27,6 @@ class ChannelError(ValueError):
         super().__init__(f"{os.fspath(path)} has {have}; there is no channel #{channel}")
 
 
-def audio_channels(path: Union[str, os.PathLike]) -> int:
-    """How many channels the file's audio has, from its header (nothing is decoded)."""
-    from .loading import AudioFileSegments
-
-    source = AudioFileSegments(path, 1.0)
-    first = next(iter(source))
-    return int(first.shape[0])
-
-
 def load_track(path: Union[str, os.PathLike], channel: Optional[int] = None) -> Track:
     """The file decoded at its own rate, all channels or only ``channel`` (as [1, N])."""
     wave, sr = load_audio_file(path)

@@ -67,7 +67,6 @@ def _frame(session, job):
 def _checks(a):
     """Everything that can fail before the weights are read: (session, job, tracks, framed)."""
     from .. import checks
-    from ..assets import layout as md  # noqa: F401  (the models folder's table, read by the checks below)
     from ..job import Session
     from ..media.atomic import check_output_path
     from ..pipeline.generate import GenerationSettings
@@ -87,7 +86,8 @@ def _checks(a):
                                          OPTION: [s.audio for s in specs]})
     checks.check_image_file(a.image, "--image")
     tracks = prepare_tracks(specs)
-    warnings += tracks.warnings
+    for w in warnings + tracks.warnings:  # said now: a later check may end the run
+        print(f"warning: {w}", file=sys.stderr)
     _check_soundtrack_rate(tracks.mix[1])
     out = Path(os.path.expanduser(os.fspath(a.out)))
     ckpt = out.with_name(out.name + ".resume.pt")
@@ -99,8 +99,6 @@ def _checks(a):
         _fetch(a.models, bundle)
     _missing_models(a.models, bundle)
     notes = checks.check_model_files(a.models, bundle, separator=not a.no_separator)
-    for w in warnings:
-        print(f"warning: {w}", file=sys.stderr)
     for n in notes:
         print(f"note: {n}", file=sys.stderr)
     session = Session(a.models, device=str(dev), dtype=_dtype(a.dtype) if a.dtype else None, keep_audio_models=False)

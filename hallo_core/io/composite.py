@@ -131,16 +131,18 @@ class PastePlan:
         return out
 
 
-def plan_pastes(source: np.ndarray, crops: Sequence[CropBox], face_boxes: Sequence, size: int,
+def plan_pastes(source: np.ndarray, crops: Sequence[CropBox], face_boxes: Sequence, size,
                 max_side: int = DEFAULT_MAX_SIDE, feather: float = DEFAULT_FEATHER) -> PastePlan:
     """The paste plan for crops of one photo; ``face_boxes``: each crop's ``FaceData.face_box``
-    (working pixels, ``size`` square). Raises :class:`FacesOverlapError` when two face regions overlap."""
+    (working pixels of a ``size`` square: one size for all, or one per crop). Raises
+    :class:`FacesOverlapError` when two face regions overlap."""
     if not crops or len(crops) != len(face_boxes):
         raise ValueError("plan_pastes needs one face box per crop")
+    sizes = [int(size)] * len(crops) if np.isscalar(size) else [int(v) for v in size]
     h, w = source.shape[:2]
     out_size = output_size(w, h, max_side)
     pasters = [FramePaster(source, c, out_size=out_size, feather=feather) for c in crops]
-    faces = [face_region_in_output(fb, c, size, out_size) for fb, c in zip(face_boxes, crops)]
+    faces = [face_region_in_output(fb, c, s, out_size) for fb, c, s in zip(face_boxes, crops, sizes)]
     n = len(crops)
     for i in range(n):
         for j in range(i + 1, n):
