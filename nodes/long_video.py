@@ -111,47 +111,33 @@ def run_tag(hallo_model, reference, audio_embeds, settings, motion, fitted) -> s
 
 def _to_file(node_id, hallo_model, vae, reference, audio_embeds, settings, prefix, resume, fitted, mf, fps):
     from hallo_core.media.video import Mp4Sink
-    from hallo_core.pipeline.generate import checkpoint_path_for
-    from hallo_core.pipeline.resume import discard_state, load_state
+    from hallo_core.pipeline.resume import Checkpoint, checkpoint_path_for, resume_point
 
     n = int(audio_embeds.num_frames)
     n_clips = max(1, -(-n // settings.clip_frames))
     path, fname, subfolder = C.output_path(prefix, run_tag(hallo_model, reference, audio_embeds, settings, mf,
                                                            fitted))
     shown = f"{subfolder}/{fname}" if subfolder else fname
-    ckpt = checkpoint_path_for(path)
-    if not resume:
-        discard_state(ckpt)  # starting over: an older checkpoint must not describe the new file
-    state = load_state(ckpt) if ckpt.is_file() else None
-    first = state.next_clip if state is not None else 0
-    if state is not None:
-        notify(node_id, f"Hallo2: resuming {shown} at clip {first + 1} of {n_clips} "
-                        f"({state.frames_done} frames kept)", state="resumed", filename=fname,
-               subfolder=subfolder, clip=first, clips=n_clips, frames=state.frames_done)
+    ckpt = Checkpoint(checkpoint_path_for(path))
+    start = resume_point(path, resume)
+    if start is not None:
+        notify(node_id, f"Hallo2: resuming {shown} at clip {start.next_clip + 1} of {n_clips} "
+                        f"({start.frames_done} frames kept)", state="resumed", filename=fname,
+               subfolder=subfolder, clip=start.next_clip, clips=n_clips, frames=start.frames_done)
     wav = fitted["waveform"][0] if fitted is not None else None
     sr = fitted["sample_rate"] if fitted is not None else 16000
-    sink = Mp4Sink(path, waveform=wav, sample_rate=sr)
-    last = {}
-
-    class _Tail:  # remembers the last frame so the IMAGE output stays one frame
-        def __getattr__(self, k):
-            return getattr(sink, k)
-
-        def write(self, frames):
-            last["f"] = frames[-1:].detach().float().cpu()
-            sink.write(frames)
-
     # hallo_core closes the sink itself, on Cancel too: the file stays playable up to the last
     # finished clip, and the checkpoint next to it lets the same prompt continue
     try:
-        sampler.run(node_id, hallo_model, vae, reference, audio_embeds, settings, _Tail(), checkpoint=str(ckpt),
-                    resume=True, motion=mf, first_clip=first)
+        result = sampler.run(node_id, hallo_model, vae, reference, audio_embeds, settings,
+                             Mp4Sink(path, waveform=wav, sample_rate=sr), checkpoint=ckpt, start=start, motion=mf)
     except BaseException as e:
-        _report_partial(node_id, e, ckpt, shown, fname, subfolder, fps, n, n_clips)
+        _report_partial(node_id, e, ckpt.path, shown, fname, subfolder, fps, n, n_clips)
         raise
-    discard_state(ckpt)  # complete: nothing left to resume, and a leftover would only mislead
-    image = convert.frames_to_image(last["f"]) if "f" in last else convert.frames_to_image(
-        reference.face.pixels.unsqueeze(0), "-1_1")
+    ckpt.discard()  # complete: nothing left to resume, and a leftover would only mislead
+    # the IMAGE output stays one frame in file mode, to keep memory flat
+    image = (convert.frames_to_image(result.last_frame.float().cpu()) if result.last_frame is not None
+             else convert.frames_to_image(reference.face.pixels.unsqueeze(0), "-1_1"))
     video = InputImpl.VideoFromFile(path)
     preview = ui.PreviewVideo([ui.SavedResult(fname, subfolder, io.FolderType.output)])
     return io.NodeOutput(image.to(C.out_device()), video, fps, ui=preview)

@@ -116,8 +116,8 @@ def settings(seed, steps, cfg, pose_weight, face_weight, lip_weight, scheduler, 
         fast=bool(fast), cfg_steps=int(cfg_steps) if int(cfg_steps or 0) > 0 else None, low_vram=bool(low_vram))
 
 
-def run(node_id, hallo_model, vae, reference, audio_embeds, settings, sink, checkpoint: Optional[str] = None,
-        resume: bool = False, motion=None, first_clip: int = 0):
+def run(node_id, hallo_model, vae, reference, audio_embeds, settings, sink, checkpoint=None, start=None,
+        motion=None):
     """Drive hallo_core's clip loop with ComfyUI model management, progress and Cancel.
 
     The network is (re)loaded before every denoising step (hallo_core polls ``should_stop`` there): a
@@ -126,17 +126,19 @@ def run(node_id, hallo_model, vae, reference, audio_embeds, settings, sink, chec
     hallo_core then stops cleanly (finished clips stay in the sink) and the interrupt is re-raised
     here so ComfyUI reports the run as interrupted. On the fast path the Reference node's prepared
     context (portrait features) is reused; hallo_core rejects one made with another model, VAE or face.
-    ``motion``: hallo_core MotionFrames to continue from. ``first_clip``: where a resumed run starts
-    (progress and time left count from there). Returns hallo_core's GenerationResult.
+    ``checkpoint``: a hallo_core Checkpoint kept in step with the sink. ``start``: the ResumeState a
+    resumed run continues from (progress and time left count from there). ``motion``: hallo_core
+    MotionFrames to continue from. Returns hallo_core's GenerationResult.
     """
     import comfy.model_management as mm
 
-    from hallo_core.pipeline.generate import generate
+    from hallo_core.pipeline.generate import ClipRun, stream
 
     codec, _ = vae_codec(vae)
     settings = on_device(hallo_model, settings)
     clips = max(1, -(-int(audio_embeds.num_frames) // settings.clip_frames))
-    prog = ClipProgress(node_id, clips=clips, steps=settings.steps, first_clip=first_clip)
+    prog = ClipProgress(node_id, clips=clips, steps=settings.steps,
+                        first_clip=start.next_clip if start is not None else 0)
     fps = float(getattr(audio_embeds, "fps", 25))
 
     # ComfyUI may load the network partially (low VRAM): its comfy.ops layers cast the offloaded
@@ -160,10 +162,10 @@ def run(node_id, hallo_model, vae, reference, audio_embeds, settings, sink, chec
     load()
     # The Reference node's context holds fast-path features; the plain path (fast=False) builds its own.
     context = reference.context if settings.fast else None
-    result = generate(hallo_model.net, codec, reference.face, audio_embeds, settings, sink,
-                      checkpoint=checkpoint, resume=resume, callback=callback, should_stop=should_stop,
-                      model_id=hallo_model.path, context=context, motion=motion)
-    if getattr(result, "interrupted", False):
+    loop = ClipRun(hallo_model.net, codec, reference.face, audio_embeds, settings, start=start, motion=motion,
+                   context=context, model_id=hallo_model.path, should_stop=should_stop, callback=callback)
+    result = stream(loop, sink, checkpoint)
+    if result.interrupted:
         C.interrupted()  # raises InterruptProcessingException (the flag is still set)
         raise mm.InterruptProcessingException()
     return result

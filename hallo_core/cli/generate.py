@@ -86,19 +86,16 @@ def _first_clause(e: Exception) -> str:
     return text[: min(cut)] if cut else text
 
 
-def _frame(a, models, size: int):
+def _frame(a, session, job):
     """Find and prepare the face; a picture that cannot be animated is a user error for --image."""
     try:
         from ..face.errors import BadImageError, FaceIndexError, NoFaceError
         from ..face.landmarks import LandmarkerUnavailableError
-        from ..pipeline.full_frame import frame_input
     except ImportError as e:
         raise UserError(f"the face front end cannot be imported ({one_line(e, 160)})", "install",
                         "pip install -r requirements.txt") from e
     try:
-        return frame_input(a.image, models.require("face_analysis").parent, size=size, face_index=a.face,
-                           frame=a.frame, margin=a.margin, max_side=a.max_side, detector=a.detector,
-                           no_face=a.no_face)
+        return session.frame(job)
     except NoFaceError as e:
         if a.face is not None:
             raise UserError(_first_clause(e), "--face", "leave --face out, or use a photo with that face") from e
@@ -113,10 +110,25 @@ def _frame(a, models, size: int):
         raise UserError(one_line(e), "--models") from e
 
 
+def _job(a, opts):
+    from ..job import GenerateJob
+    from ..pipeline.generate import GenerationSettings
+
+    settings = GenerationSettings(
+        steps=opts["steps"], cfg=opts["cfg"], seed=opts["seed"], pose_weight=opts["pose_weight"],
+        face_weight=opts["face_weight"], lip_weight=opts["lip_weight"], scheduler=a.scheduler,
+        cfg_steps=opts["cfg_steps"], mask_rate=opts["mask_rate"])
+    return GenerateJob(a.image, a.audio, a.out, settings, hallo2=a.hallo2, size=opts["size"], face=a.face,
+                       frame=a.frame, margin=a.margin, max_side=a.max_side, detector=a.detector,
+                       no_face=a.no_face, separator=not a.no_separator, audio_features=a.audio_features,
+                       resume=a.resume)
+
+
 def _checks(a):
-    """Everything that can fail before the weights are read; returns (preflight, resolved models)."""
-    from ..assets import layout as md
+    """Everything that can fail before the weights are read: (preflight, session, job, framed input)."""
     from ..checks import check_model_files
+    from ..job import Session
+    from .common import dtype as _dtype
     from .common import device as _device, fetch as _fetch, print_findings as _print_findings
     from .preflight import preflight_generate
 
@@ -139,119 +151,59 @@ def _checks(a):
     _missing_models(a.models, bundle)
     pf.notes += check_model_files(a.models, bundle, separator=not a.no_separator)
     _print_findings(pf)
-    models = md.resolve(a.models)
-    framed = _frame(a, models, pf.options["size"])
+    session = Session(a.models, device=str(pf.device), dtype=_dtype(a.dtype) if a.dtype else None,
+                      keep_audio_models=False)
+    job = _job(a, pf.options)
+    framed = _frame(a, session, job)
     print("face:", framed.summary(), file=sys.stderr)
     for note in framed.face.notes:
         print("face:", note, file=sys.stderr)
-    return pf, models, framed
+    return pf, session, job, framed
 
 
 def run_generate(a) -> int:
-    pf, models, framed = _checks(a)
-    opts = pf.options
+    pf, session, job, framed = _checks(a)
     a.interrupt_note = f"nothing was written yet; run again with: {a.prog} {shlex.join(a.argv)}"
 
-    import torch
     from tqdm import tqdm
 
-    from ..audio import HalloWav2Vec, embed_audio, load_separator
-    from ..audio.loading import open_waveform
-    from .common import dtype as _dtype
-    from ..io.checkpoints import load_hallo_weights
-    from ..io.vae import VaeCodec, load_vae
-    from ..media.video import Mp4Sink
-    from ..models import build_hallo_net
-    from ..pipeline.full_frame import write_sidecar
-    from ..pipeline.generate import GenerationSettings, checkpoint_path_for, generate
-    from ..pipeline.resume import discard_state, load_state
+    from ..pipeline.resume import ResumeMismatchError, load_state
 
-    device = pf.device
-    dtype = _dtype(a.dtype) if a.dtype else (torch.float16 if device.type == "cuda" else torch.float32)
-    encoder = HalloWav2Vec.from_pretrained(models.require("wav2vec"), device=device)
-    separator = None if a.no_separator else load_separator(models.path("audio_separator"))
-    audio = embed_audio(a.audio, encoder, separator=separator, segment_seconds=60.0 if a.hallo2 else None,
-                        feature_dtype=None if a.audio_features == "auto" else getattr(torch, a.audio_features))
-    del encoder, separator  # free the front-end models before diffusion
-    wave, sr = open_waveform(a.audio)  # the audio as given, for the mp4, read as the video is written
-
-    net = build_hallo_net(models.unet_config(), device="meta")
-    load_hallo_weights(net, models.net(a.hallo2))
-    net.denoising_unet.drop_unused_motion_modules()
-    net = net.to(device=device, dtype=dtype).eval().requires_grad_(False)
-    vae = VaeCodec(load_vae(models.vae(), device=device, dtype=dtype))
-
-    settings = GenerationSettings(
-        steps=opts["steps"], cfg=opts["cfg"], seed=opts["seed"], pose_weight=opts["pose_weight"],
-        face_weight=opts["face_weight"], lip_weight=opts["lip_weight"], scheduler=a.scheduler,
-        cfg_steps=opts["cfg_steps"], mask_rate=opts["mask_rate"] if a.hallo2 else 0.0)
-    n_clips = -(-audio.num_frames // settings.clip_frames)
-    out = Path(os.path.expanduser(os.fspath(a.out)))
-    ckpt = checkpoint_path_for(out)
-    resume = a.resume and ckpt.is_file() and out.is_file()
-    if resume:
+    audio = session.embed(job)
+    n_clips = -(-audio.num_frames // job.settings.clip_frames)
+    out, ckpt = job.out_path, job.checkpoint
+    if job.resume and ckpt.is_file() and out.is_file():
         state = load_state(ckpt)
         print(f"resuming {out} at clip {state.next_clip + 1} of {n_clips} ({state.frames_done} frames kept)",
               file=sys.stderr)
-    else:
-        if a.resume:
-            print(f"--resume: no checkpoint {ckpt} to continue; starting from the beginning", file=sys.stderr)
-        discard_state(ckpt)  # a checkpoint without its video cannot be continued
-    bar = tqdm(total=n_clips * settings.steps, unit="step", desc="clips x steps")
+    elif job.resume:
+        print(f"--resume: no checkpoint {ckpt} to continue; starting from the beginning", file=sys.stderr)
+    bar = tqdm(total=n_clips * job.settings.steps, unit="step", desc="clips x steps")
 
     def progress(clip, n, step, n_steps, frames):
         bar.n = clip * n_steps + step
         bar.set_postfix_str(f"clip {clip + 1}/{n}")
         bar.refresh()
 
-    sink = framed.sink(Mp4Sink(out, wave, sr))
-    before = _stat(out)
     guard = a.guard
     try:
         with guard.soft():  # from here a signal ends the run at the step in flight
-            result = generate(net, vae, framed.face, audio, settings, sink=sink, checkpoint=ckpt, resume=resume,
-                              callback=progress, should_stop=guard.should_stop,
-                              model_id=str(models.net(a.hallo2).name) + framed.resume_tag)
-    except KeyboardInterrupt:  # a second signal: generate closed the sink and saved what is on disk
+            result = session.run(job, framed=framed, audio=audio, progress=progress, should_stop=guard.should_stop)
+    except KeyboardInterrupt:  # a second signal: the finished clips are on disk with their checkpoint
         bar.close()
-        kept = load_state(ckpt).frames_done if ckpt.is_file() else 0
-        return _interrupted(a, out, framed, kept, resume, before)
-    except ValueError as e:
+        return _interrupted(a, out, load_state(ckpt).frames_done if ckpt.is_file() else 0)
+    except ResumeMismatchError as e:
         bar.close()
-        if "resume checkpoint" not in str(e):
-            raise
         raise UserError(f"the resume checkpoint {ckpt} was written for other inputs or settings", "--resume",
                         f"give the inputs and settings of the interrupted run, or delete {ckpt.name} to start "
                         "over") from e
     bar.close()
     if result.interrupted:
-        return _interrupted(a, out, framed, result.frames_written, resume, before)
-    write_sidecar(out, framed, Path(a.image).resolve())
-    discard_state(ckpt)  # the video is complete: nothing left to resume
+        return _interrupted(a, out, result.frames_written)
     print(f"wrote {out} ({result.frames_written} frames, {result.seconds:.1f} s)")
     return 0
 
 
-def _stat(p: Path):
-    try:
-        st = p.stat()
-    except FileNotFoundError:
-        return None
-    return st.st_ino, st.st_size, st.st_mtime_ns
-
-
-def _interrupted(a, out: Path, framed, frames: int, resumed: bool, before) -> int:
-    from ..pipeline.full_frame import sidecar_path, write_sidecar
-
-    if frames > 0:
-        write_sidecar(out, framed, Path(a.image).resolve())  # upscale --paste-into reads it
-    elif not resumed and _stat(out) not in (None, before):
-        # the file this run started holds no frame: nothing plays, nothing to keep (a file the
-        # run never opened, stopped before the first step, is left as it was)
-        for p in (out, sidecar_path(out)):
-            try:
-                p.unlink()
-            except FileNotFoundError:
-                pass
+def _interrupted(a, out: Path, frames: int) -> int:
     print_hint(interrupt_hint(out, frames, FPS, a.argv, a.guard.signal_name))
     return a.guard.exit_code

@@ -13,13 +13,17 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional, Union
 
 import torch
 
 from ..types import AudioFeatures, FaceData
 
 STATE_VERSION = 1
+
+
+class ResumeMismatchError(ValueError):
+    """A resume checkpoint that belongs to another job (other inputs, settings or weights)."""
 
 
 @dataclass
@@ -59,6 +63,12 @@ def fingerprint(face: FaceData, audio: AudioFeatures, settings: dict, net=None, 
     return h.hexdigest()
 
 
+def checkpoint_path_for(output: Union[str, os.PathLike]) -> Path:
+    """The resume checkpoint lives next to the output: ``OUT.mp4`` -> ``OUT.mp4.resume.pt``."""
+    p = Path(output)
+    return p.with_name(p.name + ".resume.pt")
+
+
 def save_state(path: Path, state: ResumeState) -> None:
     """Atomic write (temp file + rename): a kill never leaves a half-written checkpoint."""
     path = Path(path)
@@ -93,3 +103,50 @@ def discard_state(path: Path) -> bool:
         except FileNotFoundError:
             pass
     return removed
+
+
+class Checkpoint:
+    """A resume checkpoint file kept in step with what the output has on disk.
+
+    A clip's state is written only once the sink has committed all of its frames (a kill then
+    never leaves a checkpoint that claims frames the file lacks); until then it waits here.
+    """
+
+    def __init__(self, path: Union[str, os.PathLike]):
+        self.path = Path(path)
+        self._pending: List[ResumeState] = []
+
+    def exists(self) -> bool:
+        return self.path.is_file()
+
+    def load(self) -> ResumeState:
+        return load_state(self.path)
+
+    def clip_done(self, state: ResumeState, committed_frames: int) -> None:
+        self._pending.append(state)
+        self.flush(committed_frames)
+
+    def flush(self, committed_frames: int) -> None:
+        """Write the newest waiting state whose frames are all committed; drop older ones."""
+        ready = [s for s in self._pending if s.frames_done <= committed_frames]
+        if ready:
+            save_state(self.path, ready[-1])
+            del self._pending[: self._pending.index(ready[-1]) + 1]
+
+    def discard(self) -> bool:
+        return discard_state(self.path)
+
+
+def resume_point(output: Union[str, os.PathLike], resume: bool) -> Optional[ResumeState]:
+    """Where a job that writes ``output`` starts: the one resume policy of every host.
+
+    A run continues only when it is asked to and both the output and its checkpoint exist: a
+    checkpoint without its video cannot be continued, and one left beside a run that starts
+    over would describe the wrong file, so in every other case it is removed. Whether the state
+    fits the job (its hash) is checked by the loop that takes it.
+    """
+    ckpt = Checkpoint(checkpoint_path_for(output))
+    if resume and ckpt.exists() and Path(output).is_file():
+        return ckpt.load()
+    ckpt.discard()
+    return None
