@@ -214,6 +214,11 @@ def test_an_interrupted_hallo2_run_resumes_into_the_uninterrupted_frames(base, t
     assert "continue with:" in r.stderr and "--resume" in r.stderr
     ckpt = Path(str(out) + ".resume.pt")
     assert ckpt.is_file() and 0 < len(_frames(out)) < 20
+    kept = (out.read_bytes(), ckpt.read_bytes())
+    # the voices swapped: another job, refused before the partial file is touched
+    r = warm.run(_args(base, out, "0={root}/bob.wav", "1={root}/alice.wav", extra=["--resume"]), cwd=base["root"])
+    assert r.returncode == 2 and "written for other speakers, inputs or settings" in r.stderr, r.stderr[-3000:]
+    assert (out.read_bytes(), ckpt.read_bytes()) == kept
     r = warm.run(args + ["--resume"], cwd=base["root"])
     assert r.returncode == 0, r.stderr[-3000:]
     assert "resuming" in r.stderr and not ckpt.exists()
