@@ -122,9 +122,21 @@ def _frames(frames, name: str, fps: float):
 
         # decoded one at a time: a long video's frames never sit in memory together
         it = (np.ascontiguousarray(f[:, :, ::-1]) for f in read_frames_bgr(stream))
-        return it, int(frames.get_frame_count()), rate
+        return it, _packets(stream), rate
     comp = frames.get_components()
     return (f[..., :3] for f in comp.images), int(comp.images.shape[0]), rate
+
+
+def _packets(path: str) -> int:
+    """Frames of a file's first video stream, counted from its packets (nothing is decoded).
+
+    The containers' own counts are not used: a sampler's fragmented mp4 has none, and what ComfyUI
+    estimates from it differs between versions.
+    """
+    import av
+
+    with av.open(path) as c:
+        return sum(1 for p in c.demux(c.streams.video[0]) if p.size)
 
 
 class HalloPasteSpeakers(io.ComfyNode):
