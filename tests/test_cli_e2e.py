@@ -79,7 +79,7 @@ def test_help_lists_every_subcommand_and_upscale_options():
     from hallo_core.cli.main import _parser
 
     top = _parser().format_help()  # in process: each interpreter start costs seconds of CPU
-    for cmd in ("generate", "upscale", "convert", "download", "doctor"):
+    for cmd in ("generate", "batch", "upscale", "convert", "download", "doctor"):
         assert cmd in top
     up = _cli("upscale", "--help")
     assert up.returncode == 0

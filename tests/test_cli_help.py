@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SUBCOMMANDS = ("generate", "upscale", "convert", "download", "doctor")
+SUBCOMMANDS = ("generate", "batch", "upscale", "convert", "download", "doctor")
 
 
 def _subparsers():

@@ -87,3 +87,35 @@ def test_one_opencv_distribution_installed():
     # mediapipe requires the contrib build; asking for any other one would install a second cv2
     assert cv2_dists == ["opencv-contrib-python"]
     assert "opencv-contrib-python" in {_name(r) for r in _requirements()}
+
+
+def test_ray_is_only_an_extra(tmp_path):
+    """``pip install .`` does not install Ray: the built metadata requires it only with the ``ray``
+    extra, requirements.txt does not list it, and the engine imports it in one module only."""
+    import shutil
+    import subprocess
+
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, tmp_path / name)
+    (tmp_path / "hallo_core").mkdir()
+    (tmp_path / "hallo_core" / "__init__.py").write_text("")
+    (tmp_path / "meta").mkdir()
+    extras = _pyproject()["project"]["optional-dependencies"]
+    assert list(extras) == ["ray"] and [_name(r) for r in extras["ray"]] == ["ray"]
+    assert "ray" not in {_name(r) for r in _requirements()}
+    code = ("from setuptools import build_meta as b; import os, sys; "
+            "n = b.prepare_metadata_for_build_wheel('meta'); "
+            "sys.stdout.write(open(os.path.join('meta', n, 'METADATA')).read())")
+    r = subprocess.run([sys.executable, "-W", "ignore", "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=120)
+    if "invalid command 'bdist_wheel'" in r.stderr:  # setuptools < 70.1 without the wheel package
+        pytest.skip("this setuptools cannot build wheel metadata without the wheel package")
+    assert r.returncode == 0, r.stderr[-2000:]
+    meta = r.stdout.split("\n\n", 1)[0].splitlines()  # the headers; the description follows
+    requires = [ln.split(":", 1)[1].strip() for ln in meta if ln.startswith("Requires-Dist:")]
+    with_ray = [req for req in requires if _name(req) == "ray"]
+    assert with_ray and all(req.replace(" ", "").endswith(";extra==\"ray\"") for req in with_ray), with_ray
+    assert "Provides-Extra: ray" in meta
+    importers = sorted(str(p.relative_to(REPO)) for p in (REPO / "hallo_core").rglob("*.py")
+                       if re.search(r"^\s*(import ray\b|from ray\b)", p.read_text(), re.M))
+    assert importers == ["hallo_core/batch_ray.py"], importers

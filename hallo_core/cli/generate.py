@@ -124,11 +124,10 @@ def _job(a, opts):
                        resume=a.resume)
 
 
-def _checks(a):
-    """Everything that can fail before the weights are read: (preflight, session, job, framed input)."""
+def check_job(a, fetched=None):
+    """generate's checks of one job up to the model files (``hallo batch`` runs them per row):
+    (preflight, job). ``fetched``: bundles already downloaded and checked in this process."""
     from ..checks import check_model_files
-    from ..job import Session
-    from .common import dtype as _dtype
     from .common import device as _device, fetch as _fetch, print_findings as _print_findings
     from .preflight import preflight_generate
 
@@ -146,14 +145,26 @@ def _checks(a):
     if not a.resume and ckpt.is_file() and out.is_file():
         raise UserError(f"{out} holds an interrupted run (its checkpoint {ckpt.name} is next to it)", "--out",
                         f"add --resume to continue it, or delete {ckpt.name} (or choose another --out) to start over")
-    if a.download:
-        _fetch(a.models, bundle)
-    _missing_models(a.models, bundle)
-    pf.notes += check_model_files(a.models, bundle, separator=not a.no_separator)
+    models_key = (bundle, not a.no_separator)
+    if fetched is None or models_key not in fetched:
+        if a.download:
+            _fetch(a.models, bundle)
+        _missing_models(a.models, bundle)
+        pf.notes += check_model_files(a.models, bundle, separator=not a.no_separator)
+        if fetched is not None:
+            fetched.add(models_key)
     _print_findings(pf)
+    return pf, _job(a, pf.options)
+
+
+def _checks(a):
+    """Everything that can fail before the weights are read: (preflight, session, job, framed input)."""
+    from ..job import Session
+    from .common import dtype as _dtype
+
+    pf, job = check_job(a)
     session = Session(a.models, device=str(pf.device), dtype=_dtype(a.dtype) if a.dtype else None,
                       keep_audio_models=False)
-    job = _job(a, pf.options)
     framed = _frame(a, session, job)
     print("face:", framed.summary(), file=sys.stderr)
     for note in framed.face.notes:

@@ -1,5 +1,5 @@
 """Headless command line: ``hallo`` or ``python -m hallo_core`` with the subcommands
-generate, upscale, convert, download and doctor.
+generate, batch, upscale, convert, download and doctor.
 
 Nothing heavy is imported until a subcommand runs, so ``--help`` answers at once. Every
 command checks what it was given before it reads any weights (:mod:`hallo_core.cli.preflight`); a
@@ -19,7 +19,7 @@ from ..assets import layout as models_dir
 from ..errors import EXIT_USER, as_user_error, one_line
 from .interrupts import InterruptGuard, print_hint
 
-from . import convert, download, upscale
+from . import batch, convert, download, upscale
 from .common import DOWNLOAD_NAMES, DTYPE_NAMES, OPTIONAL_COMPONENTS, number as _number  # noqa: F401 (tests read them here)
 from .upscale import UPSCALE_SCALES  # noqa: F401
 
@@ -88,6 +88,10 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"skip vocal separation (also skipped, with a warning, when {models_dir.rel_path('audio_separator')} is absent)")
     g.add_argument("--download", action="store_true", help="fetch missing official weights first")
 
+    batch.add_arguments(sub.add_parser("batch", help="many generate jobs from a .jsonl or .csv file, the models read once",
+                                       formatter_class=fmt, description="Run many generate jobs with the models read "
+                                       "once; a finished job is skipped, a stopped one continues (docs/batch.md)."))
+
     u = sub.add_parser("upscale", help="Hallo2 temporal face restoration + background upscaling of a video",
                        description="Upscale a video (e.g. generate's 512 px output) with Hallo2's temporal "
                                    "CodeFormer and RealESRGAN x2; the input's audio is copied.")
@@ -131,13 +135,18 @@ def _generate(a) -> int:
     return run_generate(a)
 
 
+def _batch(a) -> int:
+    sub = next(x for x in _parser()._actions if isinstance(x, argparse._SubParsersAction))
+    return batch.run(a, sub.choices["generate"])  # each row is read by generate's own parser
+
+
 def _doctor(a) -> int:
     from .doctor import run_doctor
 
     return run_doctor(a.models, selftest=not a.no_selftest, selftest_out=a.selftest_out)
 
 
-COMMANDS = {"generate": _generate, "upscale": upscale.run, "convert": convert.run, "download": download.run,
+COMMANDS = {"generate": _generate, "batch": _batch, "upscale": upscale.run, "convert": convert.run, "download": download.run,
             "doctor": _doctor}
 
 
