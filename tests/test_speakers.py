@@ -326,3 +326,14 @@ def test_a_one_speaker_checkpoint_is_refused_by_a_speakers_run(engine, tmp_path)
     save_state(tmp_path / "one.pt", clip.state)
     with pytest.raises(ResumeMismatchError, match="one-speaker run"):
         load_speakers_state(tmp_path / "one.pt")
+
+
+def test_a_speakers_crop_record_is_not_taken_for_one_face_paste_back(tmp_path):
+    import json
+
+    from hallo_core.pipeline.full_frame import paster_from_sidecar
+
+    record = tmp_path / "talk.mp4.framing.json"
+    record.write_text(json.dumps({"mode": "speakers", "crop_box": None, "speakers": [{"face": 0}, {"face": 1}]}))
+    with pytest.raises(ValueError, match="holds 2 speakers' crops, already pasted into the photo"):
+        paster_from_sidecar(record)

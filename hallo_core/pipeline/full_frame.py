@@ -158,6 +158,9 @@ def paster_from_sidecar(sidecar: Union[str, os.PathLike], image: Union[str, os.P
     from ..face import check_image, load_image
 
     meta = json.loads(Path(sidecar).read_text())
+    if meta.get("mode") == "speakers":
+        raise ValueError(f"{sidecar}: the video holds {len(meta.get('speakers') or [])} speakers' crops, already "
+                         "pasted into the photo")
     if not meta.get("crop_box"):
         raise ValueError(f"{sidecar}: the video is of the whole image ({meta.get('mode')} mode); "
                          "there is no crop to paste back")
