@@ -8,10 +8,12 @@ from . import common
 
 
 def node_list() -> list[type[io.ComfyNode]]:
-    from . import audio, download, face, loaders, long_video, motion, paste_back, reference, sampler, upscale
+    from . import (audio, download, face, loaders, long_video, motion, paste_back, reference, sampler, speakers,
+                   upscale)
 
     out: list[type[io.ComfyNode]] = []
-    for mod in (loaders, audio, face, reference, motion, sampler, long_video, paste_back, upscale, download):
+    for mod in (loaders, audio, face, reference, motion, sampler, long_video, paste_back, speakers, upscale,
+                download):
         out += mod.NODES
     return out
 

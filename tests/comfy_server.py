@@ -200,12 +200,13 @@ class Messages:
         self.ws.close()
 
 
-def build_models(models: Path, upscaler: bool = True) -> Path:
+def build_models(models: Path, upscaler: bool = True, faces=None) -> Path:
     """``models/hallo`` and ``models/upscale_models`` with every tiny model the example workflows load
-    (``upscaler`` False leaves out the 650 MB of official-size upscaler files)."""
+    (``upscaler`` False leaves out the 650 MB of official-size upscaler files; ``faces``: where the tiny
+    SCRFD reports faces, see tests/support/models_folder.py)."""
     from tests.support.models_folder import build_models_dir, write_upscaler_models
 
-    build_models_dir(models / "hallo")
+    build_models_dir(models / "hallo", faces=faces)
     (models / "upscale_models").mkdir(parents=True, exist_ok=True)
     if upscaler:
         write_upscaler_models(models / "hallo", models / "upscale_models")
@@ -250,6 +251,33 @@ def landscape(fixtures_dir: Path):
     return canvas
 
 
+# The two-people photo: where its faces are, in photo pixels (around what mediapipe finds there).
+TWO_PEOPLE_SIZE = (1280, 640)
+TWO_PEOPLE_FACES = [(185, 158, 405, 378), (781, 167, 1001, 387)]
+
+
+def two_people(fixtures_dir: Path):
+    """A 1280x640 photo of two people: fixture portraits 2 and 6 at 400 px, side by side on a blurred,
+    stretched copy of portrait 5 (textured all over, face-free outside the portraits)."""
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    def read(n):
+        return np.asarray(Image.open(fixtures_dir / f"portrait_{n}.jpg").convert("RGB"))
+
+    canvas = cv2.GaussianBlur(cv2.resize(read(5), TWO_PEOPLE_SIZE, interpolation=cv2.INTER_AREA), (0, 0), 25)
+    for n, x in ((2, 120), (6, 760)):
+        canvas[120:520, x:x + 400] = cv2.resize(read(n), (400, 400), interpolation=cv2.INTER_AREA)
+    return canvas
+
+
+def two_people_scrfd_faces(boxes=None):
+    """Photo boxes -> the tiny SCRFD's ``faces`` (fractions of its square canvas; the photo is 2:1)."""
+    w = TWO_PEOPLE_SIZE[0]
+    return [tuple(v / w for v in b) for b in (TWO_PEOPLE_FACES if boxes is None else boxes)]
+
+
 @contextlib.contextmanager
 def launch(root: Path, fixtures_dir: Path, with_models: bool = True, models: Path | None = None):
     """Start ComfyUI (``main.py --cpu``) on a free port with this pack and a temporary models folder
@@ -270,9 +298,14 @@ def launch(root: Path, fixtures_dir: Path, with_models: bool = True, models: Pat
     from PIL import Image
 
     Image.fromarray(landscape(fixtures_dir)).save(root / "input" / "hallo_landscape.png")
+    Image.fromarray(two_people(fixtures_dir)).save(root / "input" / "hallo_two_people.png")
     data, sr = sf.read(str(fixtures_dir / "speech_1.wav"))
     sf.write(str(root / "input" / "hallo_speech.wav"), data, sr)
     sf.write(str(root / "input" / "hallo_speech_short.wav"), data[: int(SHORT_SECONDS * sr)], sr)
+    # the second voice of the two-people workflow: another cut of the speech, shorter
+    second = data[int(2.0 * sr):]
+    sf.write(str(root / "input" / "hallo_speech_2.wav"), second, sr)
+    sf.write(str(root / "input" / "hallo_speech_2_short.wav"), second[: int(SHORT_SECONDS / 2 * sr)], sr)
     (root / "extra_model_paths.yaml").write_text(
         f"hallo_test:\n  custom_nodes: {root / 'custom_nodes'}\n  hallo: {models / 'hallo'}\n"
         f"  upscale_models: {models / 'upscale_models'}\n")
@@ -310,13 +343,13 @@ def launch(root: Path, fixtures_dir: Path, with_models: bool = True, models: Pat
 
 
 @contextlib.contextmanager
-def face_server(root: Path):
+def face_server(root: Path, faces=None):
     """A server with tiny models (no upscaler files) and real landmarks; skips the caller without them.
-    Yields (server, fixtures folder)."""
+    ``faces``: where the tiny SCRFD reports faces (default: one in the middle). Yields (server, fixtures folder)."""
     import pytest
 
     fixtures_dir = shared_fixtures()
-    models = build_models(root / "models", upscaler=False)
+    models = build_models(root / "models", upscaler=False, faces=faces)
     reason = prepare_landmarks(models)
     if reason:
         pytest.skip(reason)

@@ -222,7 +222,7 @@ CLI_ROWS: List[Row] = [
     Row("margin-negative", "options", _extra("--margin", "-1"), "--margin is -1"),
     Row("max-side-zero", "options", _extra("--max-side", "0"), "--max-side is 0"),
     Row("face-negative", "options", _extra("--face", "-2"), "--face is -2"),
-    Row("missing-argument", "options", lambda j: j.update(audio=None), "the following arguments are required"),
+    Row("missing-argument", "options", lambda j: j.update(audio=None), "no audio given (--audio)"),
     # the soundtrack: AAC takes only its own rates (checked before the first clip, not after it)
     Row("audio-rate-not-aac", "audio", _file("audio", "odd_rate.wav", make=_wav(np.sin(np.arange(25000)) * 0.3, 25000)),
         "25000 Hz, cannot be carried by the mp4's AAC soundtrack"),

@@ -25,9 +25,9 @@ STAGE = {
     "Hallo_ModelLoader": "Models", "Hallo_VAELoader": "Models", "Hallo_AudioModelLoader": "Models",
     "Hallo_FaceModelLoader": "Models",
     "Hallo_FaceAnalysis": "Face", "PreviewImage": "Face",
-    "Hallo_AudioEmbeds": "Audio",
+    "Hallo_AudioEmbeds": "Audio", "Hallo_SpeakerTracks": "Audio",
     "Hallo_Reference": "Sampling", "Hallo_Sampler": "Sampling", "Hallo2_LongVideo": "Sampling",
-    "CreateVideo": "Output", "SaveVideo": "Output", "Hallo_PasteBack": "Output",
+    "CreateVideo": "Output", "SaveVideo": "Output", "Hallo_PasteBack": "Output", "Hallo_PasteSpeakers": "Output",
     "Hallo2_UpscalerLoader": "Upscale", "UpscaleModelLoader": "Upscale", "Hallo2_TemporalUpscale": "Upscale",
 }
 

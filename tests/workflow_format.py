@@ -23,6 +23,7 @@ EXAMPLES = {
     "hallo2_long_video": "Hallo2 long talking video",
     "hallo2_long_video_upscaled": "Hallo2 long video upscaled x2",
     "hallo2_full_frame": "Hallo2 landscape photo to full frame video",
+    "hallo2_two_people": "Hallo2 two people talking",
 }
 
 # Nodes that exist only in the frontend (no backend class, never sent to /prompt).
@@ -53,6 +54,8 @@ WIDGETS = {
     "Hallo_AudioEmbeds": ["segment_60s"],
     "Hallo_FaceAnalysis": ["size", "mode", "face_expand_ratio", "no_face", "face_index", "margin"],
     "Hallo_PasteBack": ["max_side", "feather", "output_mode", "filename_prefix", "fps"],
+    "Hallo_SpeakerTracks": [],
+    "Hallo_PasteSpeakers": ["max_side", "feather", "output_mode", "filename_prefix", "fps"],
     "Hallo_Reference": [],
     "Hallo_MotionFrames": ["clip_index", "patch_drop", "mask_rate"],
     "Hallo_Sampler": ["seed", "steps", "cfg", "pose_weight", "face_weight", "lip_weight", "scheduler",

@@ -42,7 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     g = sub.add_parser("generate", help="animate a portrait from an audio file into an mp4", formatter_class=fmt)
     g.add_argument("--models", required=True, help="models folder in the official Hugging Face layout")
     g.add_argument("--image", required=True, help="any photo with a face (PNG, JPEG, WebP, ...)")
-    g.add_argument("--audio", required=True, help="speech audio (wav/mp3/... via PyAV); sets the length")
+    g.add_argument("--audio", default=None, help="speech audio (wav/mp3/... via PyAV); sets the length")
+    g.add_argument("--speaker", action="append", default=None, metavar="FACE=AUDIO[#CHANNEL]",
+                   help="instead of --audio, once per person: face FACE (counted as --face counts) speaks AUDIO "
+                        "(#CHANNEL: one channel of it); every face is pasted back into the photo")
     g.add_argument("--out", required=True, help="output .mp4 (H.264 + the original audio)")
     add_options(g, GENERATE_OPTIONS)
     g.add_argument("--device", default="auto", help="torch device (auto = cuda if available, else cpu)")
@@ -87,6 +90,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _generate(a) -> int:
+    if a.speaker:
+        from .speakers import run_speakers
+
+        return run_speakers(a)
+    if a.audio is None:
+        from ..errors import UserError
+
+        raise UserError("no audio given", "--audio", "give the speech as --audio FILE, or one --speaker FACE=AUDIO "
+                        "per person")
     from .generate import run_generate
 
     return run_generate(a)

@@ -91,13 +91,36 @@ class FramePaster:
         alpha = ay[:, None] * ax[None, :]
         self.alpha = np.ascontiguousarray(alpha[vy0 - ry0:vy1 - ry0, vx0 - rx0:vx1 - rx0, None])
         self.crop = crop
+        self.feather = feather
+
+    def restrict(self, box: Tuple[int, int, int, int], bands: Tuple[float, float, float, float]) -> None:
+        """Paste only inside ``box`` (output pixels), fading in over ``bands`` pixels inside its
+        (left, top, right, bottom) edges; a band of 0 leaves that edge as it was.
+
+        For crops that share a frame (several faces animated in one photo): each is kept off the
+        faces of the others while its own face stays fully inside the unfaded part.
+        """
+        vx0, vy0, vx1, vy1 = self.visible
+        bx0, by0, bx1, by1 = max(box[0], vx0), max(box[1], vy0), min(box[2], vx1), min(box[3], vy1)
+        if bx1 <= bx0 or by1 <= by0:
+            raise ValueError(f"box {tuple(box)} leaves nothing of the crop's visible part {self.visible}")
+        left, top, right, bottom = bands
+        ax = _ramp(bx1 - bx0, left, left > 0, False) * _ramp(bx1 - bx0, right, False, right > 0)
+        ay = _ramp(by1 - by0, top, top > 0, False) * _ramp(by1 - by0, bottom, False, bottom > 0)
+        kept = self.alpha[by0 - vy0:by1 - vy0, bx0 - vx0:bx1 - vx0]
+        self.alpha = np.ascontiguousarray(kept * (ay[:, None] * ax[None, :])[:, :, None])
+        self.visible = (bx0, by0, bx1, by1)
 
     @property
     def size(self) -> Tuple[int, int]:
         return self.width, self.height
 
-    def paste(self, frames) -> np.ndarray:
-        """Generated frames (any layout :func:`frames_to_uint8` takes) -> [n, H, W, 3] uint8 full frames."""
+    def paste(self, frames, onto: Optional[np.ndarray] = None) -> np.ndarray:
+        """Generated frames (any layout :func:`frames_to_uint8` takes) -> [n, H, W, 3] uint8 full frames.
+
+        ``onto``: full frames to paste into (changed in place and returned) instead of the photo,
+        for several crops in one frame.
+        """
         gen = frames_to_uint8(frames)
         if gen.ndim == 3:
             gen = gen[None]
@@ -105,14 +128,21 @@ class FramePaster:
         rx0, ry0, rx1, ry1 = self.rect
         vx0, vy0, vx1, vy1 = self.visible
         rw, rh = rx1 - rx0, ry1 - ry0
-        out = np.empty((n, self.height, self.width, 3), np.uint8)
-        out[:] = self.background
-        bg = self.background[vy0:vy1, vx0:vx1].astype(np.float32)
+        if onto is None:
+            out = np.empty((n, self.height, self.width, 3), np.uint8)
+            out[:] = self.background
+        else:
+            if onto.shape != (n, self.height, self.width, 3) or onto.dtype != np.uint8:
+                raise ValueError(f"onto: expected {n} uint8 frames of {self.width}x{self.height}, got "
+                                 f"{onto.dtype} {tuple(onto.shape)}")
+            out = onto
+        bg_photo = self.background[vy0:vy1, vx0:vx1].astype(np.float32) if onto is None else None
         for i in range(n):
             g = gen[i]
             interp = cv2.INTER_AREA if rw < g.shape[1] else cv2.INTER_CUBIC
             big = cv2.resize(g, (rw, rh), interpolation=interp) if g.shape[:2] != (rh, rw) else g
             big = big[vy0 - ry0:vy1 - ry0, vx0 - rx0:vx1 - rx0].astype(np.float32)
+            bg = bg_photo if onto is None else out[i, vy0:vy1, vx0:vx1].astype(np.float32)
             mixed = bg + self.alpha * (big - bg)
             out[i, vy0:vy1, vx0:vx1] = np.floor(mixed + 0.5).clip(0, 255).astype(np.uint8)
         return out

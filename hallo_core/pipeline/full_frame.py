@@ -176,6 +176,9 @@ def paster_from_sidecar(sidecar: Union[str, os.PathLike], image: Union[str, os.P
         raise UserError(f"the crop record {sidecar} does not exist", "framing", fix) from None
     except (OSError, ValueError) as e:
         raise UserError(f"the crop record {sidecar} cannot be read ({e})", "framing", fix) from None
+    if meta.get("mode") == "speakers":
+        raise UserError(f"{sidecar} records a video that holds {len(meta.get('speakers') or [])} speakers' crops, "
+                        "already pasted into the photo", "framing", fix)
     if not meta.get("crop_box"):
         raise UserError(f"{sidecar} records a video of the whole image ({meta.get('mode')} mode): there is no crop "
                         "to paste back", "framing", fix)

@@ -94,9 +94,11 @@ def write_tiny_wav2vec(root: PathLike, seed: int = 0) -> Path:
     return folder
 
 
-def _scrfd_constant(path: Path, size: int = 64) -> None:
+def _scrfd_constant(path: Path, size: int = 64, faces=None) -> None:
     """An SCRFD-shaped ONNX graph (9 outputs: scores, boxes, key points for strides 8/16/32, 2 anchors)
-    that reports one face in the middle of the (letterboxed) image whatever the input."""
+    that reports the same faces whatever the input: one in the middle of the (letterboxed) image, or
+    ``faces``, boxes (x0, y0, x1, y1) given as fractions of the letterboxed square canvas (a 2:1 photo
+    fills its top half), each decoded from its own stride-8 anchor."""
     import numpy as np
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -113,15 +115,35 @@ def _scrfd_constant(path: Path, size: int = 64) -> None:
         consts[("score", s)] = np.zeros((n, 1), np.float32)
         consts[("bbox", s)] = np.zeros((n, 4), np.float32)
         consts[("kps", s)] = np.zeros((n, 10), np.float32)
-    s = 32  # one anchor at the cell whose origin is the image centre
-    cells = size // s
-    cx = cy = size // (2 * s)
-    idx = (cy * cells + cx) * 2
-    consts[("score", s)][idx, 0] = 0.95
-    half = size * 0.3 / s
-    consts[("bbox", s)][idx] = [half, half, half, half]
     pts = np.array([[-0.25, -0.15], [0.25, -0.15], [0.0, 0.05], [-0.2, 0.25], [0.2, 0.25]], np.float32)
-    consts[("kps", s)][idx] = (pts * size * 0.6 / s).reshape(-1)
+    if faces is None:
+        s = 32  # one anchor at the cell whose origin is the image centre
+        cells = size // s
+        cx = cy = size // (2 * s)
+        idx = (cy * cells + cx) * 2
+        consts[("score", s)][idx, 0] = 0.95
+        half = size * 0.3 / s
+        consts[("bbox", s)][idx] = [half, half, half, half]
+        consts[("kps", s)][idx] = (pts * size * 0.6 / s).reshape(-1)
+    else:
+        s = 8
+        cells = size // s
+        used = set()
+        for x0, y0, x1, y1 in faces:
+            # the anchor at the cell origin nearest the box centre; distances may reach past it
+            cx, cy = (x0 + x1) / 2 * size, (y0 + y1) / 2 * size
+            gx, gy = min(int(round(cx / s)), cells - 1), min(int(round(cy / s)), cells - 1)
+            idx = (gy * cells + gx) * 2
+            if idx in used:
+                idx += 1  # the cell's second anchor
+            assert idx not in used, "two faces on one anchor cell: move them apart"
+            used.add(idx)
+            ax, ay = gx * s, gy * s
+            consts[("score", s)][idx, 0] = 0.95
+            consts[("bbox", s)][idx] = [(ax - x0 * size) / s, (ay - y0 * size) / s,
+                                       (x1 * size - ax) / s, (y1 * size - ay) / s]
+            w = (x1 - x0) * size
+            consts[("kps", s)][idx] = ((pts * w + [cx - ax, cy - ay]) / s).reshape(-1)
     for kind in ("score", "bbox", "kps"):
         for st in strides:
             name = f"{kind}_{st}"
@@ -158,12 +180,12 @@ def _arcface_tiny(path: Path, seed: int = 0) -> None:
     onnx.save(model, str(path))
 
 
-def write_tiny_face_models(root: PathLike, seed: int = 0) -> Path:
+def write_tiny_face_models(root: PathLike, seed: int = 0, faces=None) -> Path:
     """face_analysis/models with tiny SCRFD and ArcFace graphs (no landmarker .task: mediapipe's
-    legacy FaceMesh supplies the landmarks)."""
+    legacy FaceMesh supplies the landmarks). ``faces``: what the SCRFD reports (see _scrfd_constant)."""
     folder = Path(root) / "face_analysis" / "models"
     folder.mkdir(parents=True, exist_ok=True)
-    _scrfd_constant(folder / "scrfd_10g_bnkps.onnx")
+    _scrfd_constant(folder / "scrfd_10g_bnkps.onnx", faces=faces)
     _arcface_tiny(folder / "glintr100.onnx", seed)
     return folder
 
@@ -195,12 +217,13 @@ def write_upscaler_models(root: PathLike, upscale_models_dir: PathLike, seed: in
     return out
 
 
-def build_models_dir(root: PathLike, seed: int = 0) -> Path:
-    """Every tiny model the Hallo / Hallo2 example workflows need, in the official layout."""
+def build_models_dir(root: PathLike, seed: int = 0, faces=None) -> Path:
+    """Every tiny model the Hallo / Hallo2 example workflows need, in the official layout (``faces``:
+    what the tiny SCRFD reports, see _scrfd_constant)."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     write_tiny_hallo(root, seed)
     write_tiny_vae(root, seed)
     write_tiny_wav2vec(root, seed)
-    write_tiny_face_models(root, seed)
+    write_tiny_face_models(root, seed, faces=faces)
     return root
