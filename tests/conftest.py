@@ -49,6 +49,7 @@ SLOW = {
     # children: the warm CLI server's table, cold CLI starts, pip, a launcher with SIGINT ignored
     "subprocess": (
         "tests/test_bad_inputs_cli.py",
+        "tests/test_bad_inputs_holes.py",
         "tests/test_quickstart.py::test_the_quickstart_runs_as_printed_in_a_fresh_venv",
         "tests/test_doctor.py::test_selftest_writes_a_short_video",
         "tests/test_doctor.py::test_every_fix_line_runs_as_printed",
@@ -68,6 +69,8 @@ SLOW = {
         "tests/test_nodes_motion.py",
         "tests/test_nodes_upscale_node.py",
         "tests/test_nodes_validation.py",
+        "tests/test_options_schema.py::test_the_real_node_schemas_are_the_schema_widgets",
+        "tests/test_options_schema.py::test_the_real_validate_inputs_use_the_schema_ranges",
         "tests/test_nodes_download.py::test_download_node_reports_then_fetches_from_the_right_repos",
         "tests/test_nodes_pack.py::test_the_extension_lists_every_node_once_with_prefixed_ids",
         "tests/test_nodes_pack.py::test_workflow_widget_table_follows_the_node_schemas",
