@@ -136,6 +136,16 @@ def slow_kinds(nodeid: str) -> list:
 COLLECTED = pytest.StashKey[list]()
 
 
+def pytest_configure(config):
+    """pytest.ini's -m "not slow" is the default run's: tests named on the command line (a file,
+    file::test) run whatever their marks, unless -m is given there too."""
+    named = config.args_source == pytest.Config.ArgsSource.ARGS and all(".py" in str(a) for a in config.args)
+    gave_m = any(a == "-m" or (a.startswith("-m") and not a.startswith("--"))
+                 for a in map(str, config.invocation_params.args))
+    if named and config.args and not gave_m:
+        config.option.markexpr = ""
+
+
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by these marks
 def pytest_collection_modifyitems(config, items):
     for item in items:
