@@ -45,6 +45,9 @@ SLOW = {
         "tests/test_cli_full_frame.py",
         "tests/test_full_frame_resume.py",
         "tests/test_upscale_video_io.py::test_upscale_video_file_to_file",
+        "tests/test_cli_batch.py",
+        "tests/test_cli_speakers.py",
+        "tests/test_vae_precision.py::test_cli_fp16_run_decodes_an_overflowing_vae",
     ),
     # children: the warm CLI server's table, cold CLI starts, pip, a launcher with SIGINT ignored
     "subprocess": (
@@ -78,6 +81,11 @@ SLOW = {
         "tests/test_nodes_pack.py::test_web_extension_registers_and_listens_to_the_pack_messages",
         "tests/test_models_attention.py::test_comfy_optimized_attention_matches_default",
         "tests/test_pipeline_device.py::test_comfy_ops_net_in_a_partially_loaded_patcher_gives_the_same_frames",
+        "tests/test_comfyui_manager_install.py",
+        "tests/test_comfyui_speakers.py",
+        "tests/test_nodes_memory.py",
+        "tests/test_options_schema.py::test_the_real_node_schemas_are_the_schema_widgets",
+        "tests/test_options_schema.py::test_the_real_validate_inputs_use_the_schema_ranges",
     ),
     # in-process, but several whole generations or big tiny-model comparisons each; the same
     # module keeps a quicker test in the default run
@@ -108,6 +116,13 @@ SLOW = {
         "tests/test_upscale_pipeline.py::test_tensor_and_iterable_inputs_agree_and_hooks",
         "tests/test_upscale_pipeline.py::test_hold_mode_reuses_landmarks",
         "tests/test_upscale_pipeline.py::test_streaming_yields_before_input_is_consumed",
+        "tests/test_job_api.py::test_a_session_reads_each_weight_file_once_for_many_jobs",
+        "tests/test_job_api.py::test_a_clip_state_continues_the_run_exactly",
+        "tests/test_job_api.py::test_clips_are_the_frames_generate_writes",
+        "tests/test_job_api.py::test_checkpoint_waits_for_committed_frames",
+        "tests/test_pipeline_placement.py::test_host_placement_sees_every_reference_pass_with_its_shape",
+        "tests/test_speakers.py::test_each_speakers_clips_are_its_single_face_run",
+        "tests/test_speakers.py::test_a_stopped_run_resumes_into_the_frames_of_an_uninterrupted_one",
     ),
 }
 
@@ -121,6 +136,16 @@ def slow_kinds(nodeid: str) -> list:
 
 
 COLLECTED = pytest.StashKey[list]()
+
+
+def pytest_configure(config):
+    """pytest.ini's -m "not slow" is the default run's: tests named on the command line (a file,
+    file::test) run whatever their marks, unless -m is given there too."""
+    named = config.args_source == pytest.Config.ArgsSource.ARGS and all(".py" in str(a) for a in config.args)
+    gave_m = any(a == "-m" or (a.startswith("-m") and not a.startswith("--"))
+                 for a in map(str, config.invocation_params.args))
+    if named and config.args and not gave_m:
+        config.option.markexpr = ""
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by these marks
