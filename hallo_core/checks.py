@@ -67,7 +67,7 @@ OPTIONS: Dict[str, Option] = {
     # upscale
     "fidelity_weight": Option(float, 0.0, 1.0, 0.5),
     "bg_tile": Option(int, 0, 8192, 400, hint="0 = no tiling"),
-    "crf": Option(int, 0, 51, 18),
+    "qp": Option(int, 0, 51, 20),  # hallo_core.media.video.DEFAULT_QP
     "smooth_landmarks": Option(float, 0.0, 0.999, 0.0),
 }
 

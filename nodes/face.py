@@ -6,10 +6,11 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
+from hallo_core.face.framing import FRAME_MODES
+
 from . import common as C
 from . import convert
 
-MODES = ["auto", "crop", "stretch"]
 PREVIEW_MAX_SIDE = 1280  # a 6000 px photo's preview would be a 300 MB IMAGE for a glance at the boxes
 
 # Node-only options in the shared table's form, so their errors read like every other option's.
@@ -80,7 +81,7 @@ class HalloFaceAnalysis(io.ComfyNode):
                                                 "of a batch is used."),
                 io.Int.Input("size", default=512, min=64, max=2048, step=64,
                              tooltip="Working resolution (square, multiple of 64). Hallo is trained at 512."),
-                io.Combo.Input("mode", options=MODES, default="auto",
+                io.Combo.Input("mode", options=list(FRAME_MODES), default="auto",
                                tooltip="auto: a square portrait the face fills goes in whole (upstream's path); "
                                        "any other photo is cropped around the chosen face. crop: always the "
                                        "square crop around the face. stretch: squash the whole image into a "
@@ -123,48 +124,29 @@ class HalloFaceAnalysis(io.ComfyNode):
     @classmethod
     def execute(cls, face_models, image, size, mode, face_expand_ratio, no_face, face_index=-1,
                 margin=0.75) -> io.NodeOutput:
-        from hallo_core.face import (BadImageError, FaceIndexError, NoFaceError, frame_face, prepare_face,
-                                     prepare_framed_face)
-        from hallo_core.face.preprocess import FaceModelPaths
+        from hallo_core.face import BadImageError, FaceIndexError
+        from hallo_core.pipeline.full_frame import frame_input
 
         err = check_face_inputs(size, face_expand_ratio, face_index, margin)
         if err is not None:  # validate_inputs sees only widget values; a linked value arrives here
             raise err
-        if mode not in MODES:
-            raise user_error(ValueError(f"mode {mode!r} is not one of {', '.join(MODES)}: pick one"), "mode")
+        if mode not in FRAME_MODES:
+            raise user_error(ValueError(f"mode {mode!r} is not one of {', '.join(FRAME_MODES)}: pick one"), "mode")
         rgb = convert.image_to_rgb_uint8(image, 0)
         C.interrupted()
         # onnxruntime / mediapipe sessions are created and released inside hallo_core for this call.
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if face_models.onnx_device == "gpu" else None
         index = None if face_index is None or int(face_index) < 0 else int(face_index)
-        kw = dict(size=int(size), face_expand_ratio=float(face_expand_ratio), no_face=no_face, providers=providers)
         try:
-            framing = frame_face(rgb, detector_path=FaceModelPaths.from_dir(face_models.models_dir).detector,
-                                 face_index=index, margin=float(margin), providers=providers)
-        except NoFaceError as e:
-            if no_face != "fallback":
-                raise user_error(e, "image") from None
-            framing = None  # upstream's fallback: the whole picture, zero identity
-        except BadImageError as e:
+            # the CLI's framing call; the Paste Back node pastes, so a cropped auto stays a crop here
+            framed = frame_input(rgb, face_models.models_dir, size=int(size), face_index=index, frame=mode,
+                                 margin=float(margin), no_face=no_face, providers=providers, paste_back=False,
+                                 face_expand_ratio=float(face_expand_ratio))
+        except BadImageError as e:  # NoFaceError included
             raise user_error(e, "face_index" if isinstance(e, FaceIndexError) else "image") from None
-        C.interrupted()
-        try:
-            if framing is None:
-                face = prepare_face(rgb, face_models.models_dir, mode="stretch", **kw)
-                preview = rgb
-            else:
-                if mode == "stretch" and index is not None:
-                    # the whole picture's landmarks would otherwise follow the largest face
-                    kw["face_hint"] = framing.face.box
-                face = prepare_framed_face(framing, face_models.models_dir, frame=mode, **kw)
-                preview = framing.preview()
-                C.log.info("Hallo face analysis: %d face(s) found, animating face %d (0 = leftmost)%s",
-                           len(framing.faces), framing.index,
-                           f", crop {face.crop_box} of {face.source_size[0]}x{face.source_size[1]}"
-                           if face.crop_box is not None else ", whole image")
-        except NoFaceError as e:
-            raise user_error(e, "image") from None
-        for note in getattr(face, "notes", []) or []:
+        face = framed.face
+        C.log.info("Hallo face analysis: %s", framed.summary())
+        for note in face.notes or []:
             C.log.warning("Hallo face analysis: %s", note)
         s = int(face.size)
         ref = convert.frames_to_image(face.pixels.unsqueeze(0), "-1_1")
@@ -174,7 +156,7 @@ class HalloFaceAnalysis(io.ComfyNode):
         region = (face.face_region[:1] > 0.5).float()
         dev = C.out_device()
         return io.NodeOutput(face, ref.to(dev), lip.to(dev), expr.to(dev), pose.to(dev),
-                             region.to(dev, torch.float32), _preview(preview).to(dev))
+                             region.to(dev, torch.float32), _preview(framed.framing.preview()).to(dev))
 
 
 NODES = [HalloFaceAnalysis]

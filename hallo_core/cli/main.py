@@ -26,8 +26,12 @@ from .upscale import UPSCALE_SCALES  # noqa: F401
 # Copies of the engine's tables (tests/test_cli_help.py keeps them equal): reading the engine's
 # would import torch just to print --help.
 SCHEDULER_NAMES = ("ddim", "dpmpp", "unipc", "euler")
-FRAME_NAMES = ("auto", "square", "stretch")
+FRAME_NAMES = ("auto", "crop", "stretch")
 _NET = models_dir.rel_path("hallo")
+
+
+def _frame_name(value: str) -> str:
+    return "crop" if value == "square" else value  # "square" is accepted as another name for crop
 
 
 class _Parser(argparse.ArgumentParser):
@@ -57,10 +61,10 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--size", type=_number, default=512, help="square working size (multiple of 64)")
     g.add_argument("--face", type=_number, default=None, metavar="N",
                    help="which face to animate, counted left to right from 0 (default: the largest)")
-    g.add_argument("--frame", choices=FRAME_NAMES, default="auto",
+    g.add_argument("--frame", choices=FRAME_NAMES, default="auto", type=_frame_name,
                    help="auto: a square photo the face fills is animated whole (upstream's path), any "
-                        "other is cropped around the face and pasted back; square: the crop video; "
-                        "stretch: squash the whole photo into the square (upstream)")
+                        "other is cropped around the face and pasted back; crop: the square crop around "
+                        "the face is the video; stretch: squash the whole photo into the square (upstream)")
     g.add_argument("--margin", type=_number, default=0.75, help="crop margin per side, x the face's size")
     g.add_argument("--max-side", type=_number, default=1920, help="cap on the pasted-back video's long side")
     g.add_argument("--detector", choices=("auto", "scrfd", "mediapipe"), default="auto",

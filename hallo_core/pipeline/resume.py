@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -60,13 +59,15 @@ def fingerprint(face: FaceData, audio: AudioFeatures, settings: dict, net=None, 
 
 
 def save_state(path: Path, state: ResumeState) -> None:
-    """Atomic write (temp file + rename): a kill never leaves a half-written checkpoint."""
+    """Atomic write (temp file + rename): a kill never leaves a half-written checkpoint, and a
+    failed write (a full disk) leaves no temp file."""
+    from ..media.atomic import atomic_output
+
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"version": STATE_VERSION, "input_hash": state.input_hash, "next_clip": state.next_clip,
-                "frames_done": state.frames_done, "motion": state.motion.float().cpu(),
-                "rng_state": state.rng_state.cpu()}, tmp)
-    os.replace(tmp, path)
+    with atomic_output(path, temp=path.with_name(path.name + ".tmp")) as tmp:
+        torch.save({"version": STATE_VERSION, "input_hash": state.input_hash, "next_clip": state.next_clip,
+                    "frames_done": state.frames_done, "motion": state.motion.float().cpu(),
+                    "rng_state": state.rng_state.cpu()}, tmp)
 
 
 def load_state(path: Path) -> Optional[ResumeState]:
