@@ -118,10 +118,10 @@ def _frames(frames, name: str, fps: float):
     rate = Fraction(frames.get_frame_rate()).limit_denominator(100000)
     stream = frames.get_stream_source() if isinstance(frames, InputImpl.VideoFromFile) else None
     if isinstance(stream, str) and os.path.isfile(stream):
-        from hallo_core.media.video_io import read_frames_bgr
+        from hallo_core.media.video import read_frames
 
         # decoded one at a time: a long video's frames never sit in memory together
-        it = (np.ascontiguousarray(f[:, :, ::-1]) for f in read_frames_bgr(stream))
+        it = read_frames(stream)
         return it, _packets(stream), rate
     comp = frames.get_components()
     return (f[..., :3] for f in comp.images), int(comp.images.shape[0]), rate
@@ -254,7 +254,7 @@ class HalloPasteSpeakers(io.ComfyNode):
 
 def _stack(frames) -> np.ndarray:
     """A list of [S, S, 3] frames (float tensors in 0..1 or uint8 arrays) as [n, S, S, 3] uint8."""
-    from hallo_core.io.paste_back import frames_to_uint8
+    from hallo_core.media.video import frames_to_uint8
 
     return np.stack([frames_to_uint8(f[None] if isinstance(f, torch.Tensor) else f[None])[0] for f in frames])
 
@@ -272,7 +272,7 @@ def _to_file(chunks, plan, rate: Fraction, fitted, filename_prefix) -> io.NodeOu
         sink.open(plan.size[0], plan.size[1], int(round(float(rate))))
         try:
             for full in chunks:
-                sink.write(torch.from_numpy(full).permute(0, 3, 1, 2).float().div_(255.0))
+                sink.write_rgb(full)
                 last = full[-1]
         finally:
             sink.close()
