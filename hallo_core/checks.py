@@ -19,7 +19,7 @@ from typing import Any, List, Optional, Union
 
 import numpy as np
 
-from .errors import AudioError, ImageError, UserError, one_line
+from .errors import AudioError, ImageError, UserError, one_line, ref
 
 PathLike = Union[str, os.PathLike]
 
@@ -133,7 +133,7 @@ def silence_warning(report: AudioReport, key: str = "audio") -> Optional[str]:
     if not report.silent:
         return None
     level = "digital silence" if report.peak == 0 else f"nearly silent (peak {report.peak_dbfs:.0f} dBFS)"
-    return (f"the audio is {level} ({{={key}}}): the face will not move; the video is made anyway, "
+    return (f"the audio is {level} ({ref(key)}): the face will not move; the video is made anyway, "
             "give speech audio to animate the lips")
 
 
@@ -172,7 +172,7 @@ def _scan(blocks, sample_rate: int, key: str) -> AudioReport:
         report.warnings.append(w)
     if report.cancelling and not report.silent:
         report.warnings.append(
-            f"the audio's channels cancel when averaged (opposite phase) ({{={key}}}): the loudest channel drives "
+            f"the audio's channels cancel when averaged (opposite phase) ({ref(key)}): the loudest channel drives "
             "the face; the video carries the audio as given")
     return report
 

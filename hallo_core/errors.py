@@ -43,6 +43,12 @@ def fill(text: str, words: Words = _as_is) -> str:
     return _REF.sub(lambda m: words(m.group(1)), text)
 
 
+def ref(key: str) -> str:
+    """How a message names input ``key``: ``{=key}``, or ``key`` as it is when it already is the
+    host's words (``--speaker 0=alice.wav``)."""
+    return f"{{={key}}}" if key.isidentifier() else key
+
+
 class UserError(ValueError):
     """A user mistake: ``str()`` is ``<what> (<input>): <how to fix>`` on one line.
 
@@ -135,4 +141,4 @@ class InstallError(UserError):
 
 __all__ = ["EXIT_USER", "EXIT_SIGINT", "EXIT_SIGTERM", "Words", "UserError", "ImageError", "FaceError",
            "AudioError", "ModelMissingError", "WeightsError", "ResumeMismatchError", "OutputError", "InstallError",
-           "one_line", "fill"]
+           "one_line", "fill", "ref"]

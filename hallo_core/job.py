@@ -213,16 +213,21 @@ class Session:
         wave, sr = open_waveform(job.audio)  # the audio as given, for the mp4, read as the video is written
         ckpt = Checkpoint(job.checkpoint)
         before = _stat(out)
-        done = None
+        done, failed = None, False
+        sink = framed.sink(Mp4Sink(out, wave, sr))
         try:
-            done = stream(loop, framed.sink(Mp4Sink(out, wave, sr)), ckpt)
+            done = stream(loop, sink, ckpt)
+        except Exception:
+            failed = True  # an error, not a stop: the file is kept as it is, no crop record is added
+            raise
         finally:
             if done is not None and not done.interrupted:
                 ckpt.discard()  # complete: nothing left to resume
-            written = loop.frames_done if done is not None else (ckpt.load().frames_done if ckpt.exists() else 0)
-            if written > 0:
+            # stream closed the sink on every way out: what it committed is what the file holds
+            written = loop.frames_done if done is not None else sink.committed_frames
+            if written > 0 and not failed:
                 write_sidecar(out, framed, Path(job.image).resolve())  # upscale --paste-into reads it
-            elif start is None and _stat(out) not in (None, before):
+            elif written == 0 and start is None and _stat(out) not in (None, before):
                 # a file this run started holds no frame: nothing plays, nothing to keep (a file
                 # the run never opened is left as it was)
                 for p in (out, sidecar_path(out)):

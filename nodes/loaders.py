@@ -128,8 +128,9 @@ class HalloModelLoader(io.ComfyNode):
 class HalloVAE:
     """HALLO_VAE: the official sd-vae-ft-mse (diffusers AutoencoderKL) behind a ModelPatcher."""
 
-    def __init__(self, patcher):
+    def __init__(self, patcher, folder: str):
         self.patcher = patcher
+        self.folder = folder  # also what tells it from core's VAE (nodes/comfy_vae.vae_codec)
 
     def codec(self):
         from hallo_core.io.vae import VaeCodec
@@ -170,7 +171,7 @@ class HalloVAELoader(io.ComfyNode):
 
         vae = load_vae(folder, device=C.offload_device(), dtype=dtype)
         patcher = C.make_patcher(C.Container(C.offload_device(), dtype, vae=vae))
-        return io.NodeOutput(HalloVAE(patcher))
+        return io.NodeOutput(HalloVAE(patcher, folder))
 
 
 class HalloAudioModelLoader(io.ComfyNode):

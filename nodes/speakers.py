@@ -19,6 +19,7 @@ from comfy_api.latest import InputImpl, Types, io, ui
 
 from . import common as C
 from . import convert
+from . import options as O
 from .progress import ClipProgress
 
 MAX_SPEAKERS = 4
@@ -86,19 +87,11 @@ class HalloSpeakerTracks(io.ComfyNode):
 
 
 def check_speaker_paste_inputs(max_side=None, feather=None, filename_prefix=None, fps=None):
-    """None, or the UserError of the first input out of range (the words of every option check)."""
-    from hallo_core.checks import Option, check_option
+    """None, or the UserError of the first input out of range (hallo_core.options, in the node's words)."""
     from hallo_core.errors import UserError
-    from hallo_core.face.crop import DEFAULT_MAX_SIDE
-    from hallo_core.io.paste_back import DEFAULT_FEATHER
 
-    table = {"max_side": Option(int, 64, 8192, DEFAULT_MAX_SIDE, hint="the long side of the output, rounded to even"),
-             "feather": Option(float, 0.0, 0.5, DEFAULT_FEATHER, hint="share of a crop's side blended at its edge"),
-             "fps": Option(float, 1.0, 240.0, 25.0)}
     try:
-        for name, value in (("max_side", max_side), ("feather", feather), ("fps", fps)):
-            if value is not None:
-                check_option(name, value, "node", table)
+        O.checked(max_side=max_side, feather=feather, fps=fps)
     except UserError as e:
         return e
     why = C.prefix_problem(filename_prefix) if filename_prefix is not None else None
@@ -163,18 +156,11 @@ class HalloPasteSpeakers(io.ComfyNode):
                         "refused. 'file' mode streams the full frames into an mp4 with the audio.",
             inputs=[io.Image.Input("source", tooltip="The photo every Hallo Face Analysis node analysed (first "
                                                      "image used).")]
-                   + pair(1, False) + pair(2, False) + [
-                io.Int.Input("max_side", default=1920, min=64, max=8192, step=2,
-                             tooltip="Longest side of the output; smaller photos keep their size. Sizes are "
-                                     "rounded to even numbers (H.264)."),
-                io.Float.Input("feather", default=0.08, min=0.0, max=0.5, step=0.01,
-                               tooltip="Width of the blend at a crop's edge, as a share of its side."),
-            ] + C.file_output_inputs(
+                   + pair(1, False) + pair(2, False) + O.inputs("max_side", "feather") + C.file_output_inputs(
                 "hallo2/speakers", "full-frame IMAGE out (short videos).",
                 "stream an mp4 to the output folder and return it as VIDEO (any length).",
-                "Output file prefix in file mode, relative to the output folder.") + [
-                io.Float.Input("fps", default=25.0, min=1.0, max=240.0, step=1.0, optional=True,
-                               tooltip="Frame rate of IMAGE frames (a VIDEO brings its own)."),
+                "Output file prefix in file mode, relative to the output folder.") + O.inputs(
+                "fps", fps={"optional": True}) + [
                 io.Audio.Input("audio", optional=True,
                                tooltip="The soundtrack: the 'mix' output of Hallo Speaker Tracks."),
             ] + pair(3, True) + pair(4, True),

@@ -129,5 +129,5 @@ def test_offline_with_a_partly_filled_folder_names_the_absent_files(tmp_path):
                        env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert r.stderr.startswith("error: download failed: Hugging Face cannot be reached (offline, or HF_HUB_OFFLINE "
-                               f"is set) (https://huggingface.co/{HALLO2_REPO}: facelib/parsing_parsenet.pth): ")
+                               f"is set) (https://huggingface.co/{HALLO2_REPO}: facelib/parsing_parsenet.pth) (--models): ")
     assert "detection_Resnet50_Final" not in r.stderr

@@ -44,7 +44,9 @@ SCRIPT = """
     res["size_check"] = F.validate_inputs(size=100, face_expand_ratio=1.2)
     res["ratio_check"] = F.validate_inputs(size=512, face_expand_ratio=5.0)
     res["ok_check"] = F.validate_inputs(size=512, face_expand_ratio=1.2)
-    tiny.write_tiny_face_models(empty)
+    # tiny face models with real landmarks (a .task bundle where the server's mediapipe has no legacy
+    # FaceMesh), made by the test beforehand like the server tests' folders
+    folder_paths.folder_names_and_paths["hallo"] = ([os.environ["HALLO_FACE_ROOT"]], set())
     fm = L.HalloFaceModelLoader.execute(onnx_device="cpu").result[0]
     ramp = torch.linspace(0, 1, 256)
     gradient = torch.stack([ramp.expand(256, 256)] * 3, dim=-1)[None]
@@ -61,8 +63,16 @@ SCRIPT = """
 
 
 @pytest.fixture(scope="module")
-def result():
-    return run_in_comfy_python(SCRIPT)
+def result(tmp_path_factory):
+    from tests.comfy_server import prepare_landmarks
+    from tests.support.models_folder import write_tiny_face_models
+
+    models = tmp_path_factory.mktemp("face") / "models"
+    write_tiny_face_models(models / "hallo")
+    reason = prepare_landmarks(models)
+    res = run_in_comfy_python(SCRIPT, HALLO_FACE_ROOT=str(models / "hallo"))
+    res["landmarks_missing"] = reason
+    return res
 
 
 @pytest.mark.parametrize("key, rel", [("vae_missing", "sd-vae-ft-mse"), ("audio_missing", "wav2vec/wav2vec2-base-960h"),
@@ -90,9 +100,11 @@ def test_face_errors_are_clear(result):
     assert "multiple of 64" in result["size_check"]
     assert "face_expand_ratio" in result["ratio_check"]
     assert result["ok_check"] is True
+    assert result["bad_image"][0] == "ValueError" and "[B,H,W,C]" in result["bad_image"][1]
+    if result["landmarks_missing"]:
+        pytest.skip(result["landmarks_missing"])
     kind, msg = result["no_face"]
     assert kind == "UserError" and msg.startswith("no face found") and "(image): " in msg
-    assert result["bad_image"][0] == "ValueError" and "[B,H,W,C]" in result["bad_image"][1]
 
 
 def test_sampler_and_long_video_validation(result):

@@ -68,7 +68,6 @@ def _checkout_copy(dest: Path) -> None:
             shutil.copy2(src, dest / name)
 
 
-@pytest.mark.slow
 def test_the_quickstart_runs_as_printed_in_a_fresh_venv(tmp_path, fixtures_dir):
     """torch, then ``pip install .`` (which gives ``hallo``), then the job, in one shell: it reaches
     the download, which fails offline on one error line naming every file of the hallo bundle

@@ -47,9 +47,9 @@ def download(models: Union[str, Path], which: Union[str, Iterable[str]] = "hallo
         if absent:
             cause = _hub_unreachable(dict.fromkeys(repo for repo, _ in absent))
             if cause is not None:
-                raise download_failure(cause, root, absent) from cause
-            raise files_error("the download finished without files their repository does not hold", root, absent,
-                              "check the repository pages, or place them by hand")
+                raise download_failure(cause, root.absolute(), absent) from cause
+            raise files_error("the download finished without files their repository does not hold", root.absolute(),
+                              absent, "check the repository pages, or place them by hand")
     _prune_file_list(root)
     return root
 
@@ -88,8 +88,8 @@ def download_file(repo: str, rel: str, dest: Union[str, Path]) -> Path:
     try:
         download(staging, files=[(repo, rel)])
     except UserError as e:
-        raise UserError(e.what, file_url(repo, rel),
-                        f"retry when online, or download it in a browser and save it as {dest}") from e
+        raise UserError(e.what.replace(str(staging), str(dest.parent)), "models",
+                        f"retry when online, or download {file_url(repo, rel)} in a browser and save it as {dest}") from e
     os.replace(staging / rel, dest)
     shutil.rmtree(staging, ignore_errors=True)  # huggingface_hub's metadata of the staged copy
     return dest
@@ -166,13 +166,14 @@ def files_error(what: str, root: Path, files: Sequence[Tuple[str, str]], fix: st
     by_repo: Dict[str, List[str]] = {}
     for repo, f in files:
         by_repo.setdefault(repo, []).append(f)
-    where = "; ".join(f"https://huggingface.co/{repo}: {', '.join(fs)}" for repo, fs in by_repo.items())
-    listed = write_file_list(root, files) if len(where) > INLINE_LIMIT else None
+    listing = "; ".join(f"https://huggingface.co/{repo}: {', '.join(fs)}" for repo, fs in by_repo.items())
+    listed = write_file_list(root, files) if len(listing) > INLINE_LIMIT else None
     if listed is None:
-        return UserError(what, where, f"{fix}, or download those files in a browser and place each at "
-                                      f"{root}/<its path in the repo> (e.g. {root / files[0][1]})")
+        return UserError(f"{what} ({listing})", "models",
+                         f"{fix}, or download those files in a browser and place each at {root}/<its path in the "
+                         f"repo> (e.g. {root / files[0][1]})")
     repos = " and ".join(f"https://huggingface.co/{repo}" for repo in by_repo)
-    return UserError(what, f"{len(files)} files of {repos}, every one listed in {listed}",
+    return UserError(f"{what} ({len(files)} files of {repos}, every one listed in {listed})", "models",
                      f"{fix}, or fetch each URL in {listed} in a browser and save it at the path beside it "
                      f"(e.g. {root / files[0][1]})")
 
@@ -182,7 +183,7 @@ def download_failure(exc: BaseException, root: Union[str, os.PathLike],
     """One line for a failed download: the repos and files, where they go, how to place them by hand."""
     what = "download failed: " + _network_reason(exc)
     if not files:
-        return UserError(what, "", "retry when online")
+        return UserError(what, "models", "retry when online")
     return files_error(what, Path(root), files, "retry when online")
 
 

@@ -16,7 +16,7 @@ import sys
 from typing import List, Optional
 
 from ..assets import layout as models_dir
-from ..errors import EXIT_USER, InstallError, UserError, one_line
+from ..errors import EXIT_USER, AudioError, InstallError, UserError, one_line
 from .interrupts import InterruptGuard, print_hint
 
 from . import batch, convert, download, upscale
@@ -95,9 +95,7 @@ def _generate(a) -> int:
 
         return run_speakers(a)
     if a.audio is None:
-        from ..errors import UserError
-
-        raise UserError("no audio given", "--audio", "give the speech as --audio FILE, or one --speaker FACE=AUDIO "
+        raise AudioError("no audio given", "audio", "give the speech as --audio FILE, or one --speaker FACE=AUDIO "
                         "per person")
     from .generate import run_generate
 

@@ -14,8 +14,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from ..checks import check_options
 from ..errors import UserError, one_line
+from ..options import check_options, unset_to_none
 from .interrupts import interrupt_hint, print_hint
 
 OPTION = "--speaker"
@@ -23,45 +23,42 @@ OPTION = "--speaker"
 
 def _refuse_mixed(a) -> None:
     if a.audio is not None:
-        raise UserError("--speaker and --audio cannot be combined", "--audio",
+        raise UserError("--speaker and --audio cannot be combined", "audio",
                         "give every voice as --speaker FACE=AUDIO, or one --audio (with --face N) for one face")
-    if a.face is not None:
-        raise UserError("--face chooses the one face of a one-voice run; each --speaker names its own face", "--face",
+    if unset_to_none("face", a.face) is not None:
+        raise UserError("--face chooses the one face of a one-voice run; each --speaker names its own face", "face",
                         "leave --face out (e.g. --speaker 0=alice.wav --speaker 1=bob.wav)")
     if a.frame != "auto":
         raise UserError(f"--frame {a.frame} makes one face's video; --speaker pastes every face back into the photo",
-                        "--frame", "leave --frame out")
+                        "frame", "leave --frame out")
 
 
 def _side_file_clash(a, specs) -> None:
     from .generate import SIDE_FILES
 
     out = os.path.expanduser(os.fspath(a.out))
-    given = [("--image", a.image)] + [(s.where, s.audio) for s in specs]
+    given = [("image", a.image)] + [(s.where, s.audio) for s in specs]
     for option, value in given:
         p = Path(os.path.expanduser(os.fspath(value))).resolve()
         for suffix in SIDE_FILES:
             if p == Path(out + suffix).resolve():
-                raise UserError(f"{value} is a file generate writes next to --out ({Path(out).name}{suffix})",
-                                option, "give the original input file, or choose another --out")
+                raise UserError(f"{value} is a file generate writes next to {{=out}} ({Path(out).name}{suffix})",
+                                option, "give the original input file, or choose another {=out}")
 
 
 def _frame(session, job):
     """Find the faces and plan the pastes; a photo that cannot be animated is a user error for --image."""
     try:
         from ..face.errors import BadImageError, FaceIndexError
-        from ..face.landmarks import LandmarkerUnavailableError
     except ImportError as e:
         raise UserError(f"the face front end cannot be imported ({one_line(e, 160)})", "install",
                         "pip install -r requirements.txt") from e
     try:
         return job.frame(session.models.require("face_analysis").parent)
     except FaceIndexError as e:
-        raise UserError(one_line(e), OPTION) from e
+        raise UserError(e.what, OPTION, e.fix) from e
     except BadImageError as e:
-        raise UserError(one_line(e), "--image", "use a photo in which every speaker's face is clearly visible") from e
-    except LandmarkerUnavailableError as e:
-        raise UserError(one_line(e), "--models") from e
+        raise UserError(e.what, "image", "use a photo in which every speaker's face is clearly visible") from e
 
 
 def _checks(a):
@@ -71,28 +68,29 @@ def _checks(a):
     from ..media.atomic import check_output_path
     from ..pipeline.generate import GenerationSettings
     from ..speakers import SpeakersJob, check_speaker_list, parse_speaker, prepare_tracks
-    from .common import device as _device, dtype as _dtype, fetch as _fetch
-    from .generate import FRAMING_OPTIONS, GENERATE_OPTIONS, _check_soundtrack_rate, _missing_models
+    from ..errors import fill
+    from .common import device as _device, dtype as _dtype, fetch as _fetch, words
+    from .generate import GENERATE_FAST_OPTIONS, GENERATE_OPTIONS, SETTINGS, _check_soundtrack_rate, _missing_models
 
     _refuse_mixed(a)
     specs = [parse_speaker(t, OPTION) for t in a.speaker]
     check_speaker_list(specs, OPTION)
-    for k, v in check_options({k: getattr(a, k) for k in FRAMING_OPTIONS}, "cli", FRAMING_OPTIONS).items():
+    for k, v in check_options({k: getattr(a, k) for k in GENERATE_OPTIONS + GENERATE_FAST_OPTIONS}).items():
         setattr(a, k, v)
-    opts = check_options({k: getattr(a, k) for k in GENERATE_OPTIONS}, "cli")
+    opts = {k: getattr(a, k) for k in SETTINGS}
+    opts["cfg_steps"] = unset_to_none("cfg_steps", opts["cfg_steps"])
     _side_file_clash(a, specs)
     dev = checks.check_device(_device(a.device))
-    warnings = check_output_path(a.out, {"--image": a.image, "--models": a.models,
-                                         OPTION: [s.audio for s in specs]})
-    checks.check_image_file(a.image, "--image")
+    check_output_path(a.out, {"image": a.image, "models": a.models, OPTION: [s.audio for s in specs]})
+    checks.check_image_file(a.image)
     tracks = prepare_tracks(specs)
-    for w in warnings + tracks.warnings:  # said now: a later check may end the run
-        print(f"warning: {w}", file=sys.stderr)
+    for w in tracks.warnings:  # said now: a later check may end the run
+        print(f"warning: {fill(w, words)}", file=sys.stderr)
     _check_soundtrack_rate(tracks.mix[1])
     out = Path(os.path.expanduser(os.fspath(a.out)))
     ckpt = out.with_name(out.name + ".resume.pt")
     if not a.resume and ckpt.is_file() and out.is_file():
-        raise UserError(f"{out} holds an interrupted run (its checkpoint {ckpt.name} is next to it)", "--out",
+        raise UserError(f"{out} holds an interrupted run (its checkpoint {ckpt.name} is next to it)", "out",
                         f"add --resume to continue it, or delete {ckpt.name} (or choose another --out) to start over")
     bundle = "hallo2" if a.hallo2 else "hallo"
     if a.download:
@@ -160,7 +158,7 @@ def run_speakers(a) -> int:
         return _interrupted(a, out, load_speakers_state(ckpt).frames_done if ckpt.is_file() else 0)
     except ResumeMismatchError as e:
         bar.close()
-        raise UserError(f"the resume checkpoint {ckpt} was written for other speakers, inputs or settings", "--resume",
+        raise UserError(f"the resume checkpoint {ckpt} was written for other speakers, inputs or settings", "resume",
                         f"give the speakers, inputs and settings of the interrupted run, or delete {ckpt.name} to "
                         "start over") from e
     bar.close()

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, Optional, Union
 
-from ..errors import OutputError
+from ..errors import OutputError, ref
 
 PathLike = Union[str, os.PathLike]
 MP4_SUFFIXES = (".mp4", ".m4v", ".mov")  # containers an MP4 file can be named and still play as one
@@ -81,11 +81,11 @@ def check_output_path(out: PathLike, inputs: Optional[Dict[str, Union[PathLike, 
             v = Path(os.path.expanduser(os.fspath(v)))
             if v.is_dir():
                 if _abs(path) == _abs(v) or (_is_within(path, v) and path.exists()):
-                    raise OutputError(f"the output {raw} would overwrite a file of the {{={name}}} folder {v}", key,
+                    raise OutputError(f"the output {raw} would overwrite a file of the {ref(name)} folder {v}", key,
                                       "write the video somewhere outside the models folder")
                 continue
             if _same_file(path, v):
-                raise OutputError(f"the output {raw} is the {{={name}}} file {v}", key,
+                raise OutputError(f"the output {raw} is the {ref(name)} file {v}", key,
                                   "choose another output file name; inputs are never overwritten")
     # The first existing ancestor decides whether the folders can be made and the file written.
     parent = _abs(path).parent
