@@ -88,7 +88,7 @@ def test_write_video_is_complete_or_absent(tmp_path):
 
 
 def test_one_quality_default():
-    from hallo_core.checks import OPTIONS
+    from hallo_core.options import OPTIONS
     from hallo_core.media.video import DEFAULT_QP, Mp4Sink
 
     sink = Mp4Sink("x.mp4")
