@@ -116,7 +116,9 @@ def test_network_failure_is_one_line_and_leaves_no_empty_folder(tmp_path):
             raise requests.exceptions.ConnectionError("Max retries exceeded with url: /api/models/...")
     msg = str(e.value)
     assert msg.startswith("download failed: no connection to huggingface.co (https://huggingface.co/"
-                          "fudan-generative-ai/hallo: hallo/net.pth, sd-vae-ft-mse/config.json): retry when online")
+                          "fudan-generative-ai/hallo: hallo/net.pth, sd-vae-ft-mse/config.json) (models): "
+                          "retry when online, or download those files in a browser and place each at ")
+    assert e.value.key == "models"  # each host names the models folder its own way
     assert str(root / "hallo" / "net.pth") in msg and "\n" not in msg
     assert not (tmp_path / "new").exists()  # every folder the download made is gone
 

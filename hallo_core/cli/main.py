@@ -134,15 +134,23 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         if a.debug:
             raise
-        note = getattr(a, "interrupt_note", "nothing was written")
-        print_hint(f"interrupted ({guard.signal_name}): {note}")
-        return guard.exit_code
+        return _interrupted(a, guard)
     except Exception as e:
+        if guard.stopped and not isinstance(e, UserError) and not a.debug:
+            # the signal's KeyboardInterrupt was raised inside a native reader's callback (safetensors
+            # turns it into "could not determine the shape ..."): the run was stopped, not broken
+            return _interrupted(a, guard)
         ue = e if isinstance(e, UserError) else _missing_package(e)
         if ue is None or a.debug:  # an internal fault keeps its traceback
             raise
         print(ue.placed(words).cli_line, file=sys.stderr, flush=True)
         return EXIT_USER
+
+
+def _interrupted(a, guard: InterruptGuard) -> int:
+    note = getattr(a, "interrupt_note", "nothing was written")
+    print_hint(f"interrupted ({guard.signal_name}): {note}")
+    return guard.exit_code
 
 
 def _missing_package(e: Exception) -> Optional[UserError]:
