@@ -5,6 +5,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from . import common as C
+from . import outputs as F
 from . import convert
 from . import options as O
 from .progress import frame_progress
@@ -18,7 +19,7 @@ def check_paste_inputs(max_side=None, feather=None, filename_prefix=None, fps=No
         O.checked(max_side=max_side, feather=feather, fps=fps)
     except UserError as e:
         return e
-    why = C.prefix_problem(filename_prefix) if filename_prefix is not None else None
+    why = F.prefix_problem(filename_prefix) if filename_prefix is not None else None
     return UserError(why, "filename_prefix", "give a relative prefix such as hallo/full_frame") if why else None
 
 
@@ -40,7 +41,7 @@ class HalloPasteBack(io.ComfyNode):
                 io.MultiType.Input("frames", types=[io.Image, io.Video],
                                    tooltip="The generated frames: IMAGE, or the VIDEO of a sampler's file mode "
                                            "(read frame by frame, so long files never sit in memory)."),
-            ] + O.inputs("max_side", "feather") + C.file_output_inputs(
+            ] + O.inputs("max_side", "feather") + F.file_output_inputs(
                 "hallo/full_frame", "full-frame IMAGE out (short videos).",
                 "stream an mp4 to the output folder and return it as VIDEO (any length).",
                 "Output file prefix in file mode, relative to the output folder.") + O.inputs(
@@ -78,12 +79,12 @@ class HalloPasteBack(io.ComfyNode):
             paster = paster_for(face_data, convert.image_to_rgb_uint8(source, 0), int(max_side), float(feather))
         except SourceMismatchError as e:
             raise UserError(str(e), "source", "connect the image that went into Hallo Face Analysis") from None
-        src = C.frames_input(frames, float(fps), audio)
+        src = F.frames_input(frames, float(fps), audio)
         node_id = cls.hidden.unique_id if cls.hidden is not None else None
         kw = dict(total=src.count, progress=frame_progress(node_id, src.count), interrupt=C.interrupted)
         if output_mode == "image":
-            return C.image_result(list(paste_frames(src.frames(), paster, **kw)), src.fps, src.image_audio())
-        path, fname, subfolder = C.new_output_file(filename_prefix, src.path, "Hallo paste back")
+            return F.image_result(list(paste_frames(src.frames(), paster, **kw)), src.fps, src.image_audio())
+        path, fname, subfolder = F.new_output_file(filename_prefix, src.path, "Hallo paste back")
         try:
             if src.path is not None:
                 report = paste_video(src.path, path, paster, **kw)
@@ -91,8 +92,8 @@ class HalloPasteBack(io.ComfyNode):
                 wave, sr = src.waveform()
                 report = paste_to_file(src.images, path, paster, src.fps, waveform=wave, sample_rate=sr, **kw)
         except NoFramesError:
-            raise C.no_frames() from None
-        return C.file_result(report.last, path, fname, subfolder)
+            raise F.no_frames() from None
+        return F.file_result(report.last, path, fname, subfolder)
 
 
 NODES = [HalloPasteBack]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+
 
 from comfy_api.latest import io
 

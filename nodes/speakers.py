@@ -18,6 +18,7 @@ import torch
 from comfy_api.latest import InputImpl, Types, io, ui
 
 from . import common as C
+from . import outputs as F
 from . import convert
 from . import options as O
 from .progress import ClipProgress
@@ -94,7 +95,7 @@ def check_speaker_paste_inputs(max_side=None, feather=None, filename_prefix=None
         O.checked(max_side=max_side, feather=feather, fps=fps)
     except UserError as e:
         return e
-    why = C.prefix_problem(filename_prefix) if filename_prefix is not None else None
+    why = F.prefix_problem(filename_prefix) if filename_prefix is not None else None
     return UserError(why, "filename_prefix", "give a relative prefix such as hallo2/speakers") if why else None
 
 
@@ -156,7 +157,7 @@ class HalloPasteSpeakers(io.ComfyNode):
                         "refused. 'file' mode streams the full frames into an mp4 with the audio.",
             inputs=[io.Image.Input("source", tooltip="The photo every Hallo Face Analysis node analysed (first "
                                                      "image used).")]
-                   + pair(1, False) + pair(2, False) + O.inputs("max_side", "feather") + C.file_output_inputs(
+                   + pair(1, False) + pair(2, False) + O.inputs("max_side", "feather") + F.file_output_inputs(
                 "hallo2/speakers", "full-frame IMAGE out (short videos).",
                 "stream an mp4 to the output folder and return it as VIDEO (any length).",
                 "Output file prefix in file mode, relative to the output folder.") + O.inputs(
@@ -249,7 +250,7 @@ def _to_file(chunks, plan, rate: Fraction, fitted, filename_prefix) -> io.NodeOu
     from hallo_core.media.atomic import atomic_output
     from hallo_core.media.video import Mp4Sink
 
-    path, fname, subfolder = C.output_path(filename_prefix, False)
+    path, fname, subfolder = F.output_path(filename_prefix, False)
     last = None
     wav, sr = (convert.audio_first_item(fitted) if fitted is not None else (None, 16000))
     # a cancelled run leaves no half-written file: the mp4 appears under its name only when complete

@@ -10,6 +10,7 @@ from comfy_api.latest import io
 from hallo_core.assets.layout import UPSCALER_FILES
 
 from . import common as C
+from . import outputs as F
 from . import options as O
 from .progress import frame_progress
 
@@ -102,7 +103,7 @@ class HalloTemporalUpscale(io.ComfyNode):
                 io.Boolean.Input("face_upsample", default=False,
                                  tooltip="Also upscale the restored face with the background model before "
                                          "pasting (upstream option)."),
-            ] + O.inputs("smooth_landmarks") + C.file_output_inputs(
+            ] + O.inputs("smooth_landmarks") + F.file_output_inputs(
                 "hallo2/upscaled", "IMAGE frames out.",
                 "stream an mp4 (audio copied from a VIDEO input) and return it as VIDEO; for long videos.",
                 "Output file prefix in file mode."),
@@ -116,7 +117,7 @@ class HalloTemporalUpscale(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, fidelity, landmark_smoothing, filename_prefix) -> bool | str:
-        why = C.prefix_problem(filename_prefix) if filename_prefix is not None else None
+        why = F.prefix_problem(filename_prefix) if filename_prefix is not None else None
         return why or O.validate(fidelity=fidelity, landmark_smoothing=landmark_smoothing)
 
     @classmethod
@@ -128,7 +129,7 @@ class HalloTemporalUpscale(io.ComfyNode):
         node_id = cls.hidden.unique_id if cls.hidden is not None else None
         v = O.checked(scale=scale, fidelity=fidelity, landmark_smoothing=landmark_smoothing)
         scale, fidelity, landmark_smoothing = v["upscale"], v["fidelity_weight"], v["smooth_landmarks"]
-        src = C.frames_input(frames)
+        src = F.frames_input(frames)
         C.load_gpu([upscaler.patcher], full=True)  # detector/parser are not partially loadable
         bg, release = _background(upscale_model)
         m = upscaler.patcher.model
@@ -140,8 +141,8 @@ class HalloTemporalUpscale(io.ComfyNode):
             if output_mode == "image":
                 out = upscale_frames(src.frames(), models.codeformer, models.detector, models.parser, bg, s, w,
                                      total=src.count, **kw)
-                return C.image_result(list(out), src.fps, src.image_audio())
-            path, fname, subfolder = C.new_output_file(filename_prefix, src.path, "Hallo2 temporal upscale")
+                return F.image_result(list(out), src.fps, src.image_audio())
+            path, fname, subfolder = F.new_output_file(filename_prefix, src.path, "Hallo2 temporal upscale")
             try:
                 if src.path is not None:
                     report = upscale_video(src.path, path, models, s, w, **kw)
@@ -150,8 +151,8 @@ class HalloTemporalUpscale(io.ComfyNode):
                     report = upscale_to_file(src.images, path, models, src.fps, s, w, waveform=wave, sample_rate=sr,
                                              total=src.count, **kw)
             except NoFramesError:
-                raise C.no_frames() from None
-            return C.file_result(report.last, path, fname, subfolder)
+                raise F.no_frames() from None
+            return F.file_result(report.last, path, fname, subfolder)
         finally:
             release()
 
