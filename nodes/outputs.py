@@ -45,6 +45,24 @@ def file_output_inputs(prefix: str, image_tip: str, file_tip: str, prefix_tip: s
             io.String.Input("filename_prefix", default=prefix, tooltip=prefix_tip)]
 
 
+
+def full_frame_inputs(prefix: str) -> list:
+    """The output widgets of the paste nodes: file or IMAGE mode, prefix, and the fps of IMAGE frames."""
+    from . import options as O
+
+    return file_output_inputs(prefix, "full-frame IMAGE out (short videos).",
+                              "stream an mp4 to the output folder and return it as VIDEO (any length).",
+                              "Output file prefix in file mode, relative to the output folder.") + O.inputs(
+        "fps", fps={"optional": True})
+
+
+def full_frame_outputs() -> list:
+    """The (IMAGE, VIDEO) outputs of the paste nodes."""
+    return [io.Image.Output(display_name="frames", tooltip="Full-frame IMAGE frames (file mode: the last "
+                                                           "frame only, to keep memory flat)."),
+            io.Video.Output(display_name="video", tooltip="The full-frame video: the mp4 file (file mode) or "
+                                                          "frames + audio + fps (image mode).")]
+
 # -- IMAGE or VIDEO in, a file out: the frame nodes (paste back, temporal upscale) -------------------
 
 @dataclass

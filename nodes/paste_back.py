@@ -41,21 +41,12 @@ class HalloPasteBack(io.ComfyNode):
                 io.MultiType.Input("frames", types=[io.Image, io.Video],
                                    tooltip="The generated frames: IMAGE, or the VIDEO of a sampler's file mode "
                                            "(read frame by frame, so long files never sit in memory)."),
-            ] + O.inputs("max_side", "feather") + F.file_output_inputs(
-                "hallo/full_frame", "full-frame IMAGE out (short videos).",
-                "stream an mp4 to the output folder and return it as VIDEO (any length).",
-                "Output file prefix in file mode, relative to the output folder.") + O.inputs(
-                "fps", fps={"optional": True}) + [
+            ] + O.inputs("max_side", "feather") + F.full_frame_inputs("hallo/full_frame") + [
                 io.Audio.Input("audio", optional=True,
                                tooltip="Soundtrack for IMAGE frames (a VIDEO brings its own): the 'audio' output "
                                        "of Hallo Audio Embeds."),
             ],
-            outputs=[
-                io.Image.Output(display_name="frames", tooltip="Full-frame IMAGE frames (file mode: the last "
-                                                               "frame only, to keep memory flat)."),
-                io.Video.Output(display_name="video", tooltip="The full-frame video: the mp4 file (file mode) or "
-                                                              "frames + audio + fps (image mode)."),
-            ],
+            outputs=F.full_frame_outputs(),
             hidden=[io.Hidden.unique_id],
             is_output_node=True,
         )

@@ -157,20 +157,11 @@ class HalloPasteSpeakers(io.ComfyNode):
                         "refused. 'file' mode streams the full frames into an mp4 with the audio.",
             inputs=[io.Image.Input("source", tooltip="The photo every Hallo Face Analysis node analysed (first "
                                                      "image used).")]
-                   + pair(1, False) + pair(2, False) + O.inputs("max_side", "feather") + F.file_output_inputs(
-                "hallo2/speakers", "full-frame IMAGE out (short videos).",
-                "stream an mp4 to the output folder and return it as VIDEO (any length).",
-                "Output file prefix in file mode, relative to the output folder.") + O.inputs(
-                "fps", fps={"optional": True}) + [
+                   + pair(1, False) + pair(2, False) + O.inputs("max_side", "feather") + F.full_frame_inputs("hallo2/speakers") + [
                 io.Audio.Input("audio", optional=True,
                                tooltip="The soundtrack: the 'mix' output of Hallo Speaker Tracks."),
             ] + pair(3, True) + pair(4, True),
-            outputs=[
-                io.Image.Output(display_name="frames", tooltip="Full-frame IMAGE frames (file mode: the last "
-                                                               "frame only, to keep memory flat)."),
-                io.Video.Output(display_name="video", tooltip="The full-frame video: the mp4 file (file mode) or "
-                                                              "frames + audio + fps (image mode)."),
-            ],
+            outputs=F.full_frame_outputs(),
             hidden=[io.Hidden.unique_id],
             is_output_node=True,
         )
