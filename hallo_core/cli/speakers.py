@@ -17,7 +17,6 @@ from pathlib import Path
 from ..errors import UserError, one_line
 from ..options import check_options, unset_to_none
 
-
 OPTION = "--speaker"
 
 
