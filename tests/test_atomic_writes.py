@@ -26,21 +26,31 @@ def test_named_temp_is_renamed_or_removed(tmp_path):
 
 def test_a_failed_checkpoint_write_keeps_the_last_one_and_leaves_no_temp(tmp_path, monkeypatch):
     from hallo_core.pipeline import resume
+    from hallo_core.errors import OutputError
     from hallo_core.pipeline.resume import ResumeState, load_state, save_state
 
     ck = tmp_path / "o.mp4.resume.pt"
     save_state(ck, ResumeState("h", 1, 16, torch.zeros(2, 3, 4, 4), torch.zeros(5, dtype=torch.uint8)))
-    real_save = torch.save
+    real_open = open
 
-    def full_disk(obj, f, *a, **k):
-        real_save(obj, f, *a, **k)  # the temp file exists, cut short by the full disk
-        with open(f, "r+b") as fh:
-            fh.truncate(100)
-        raise OSError(errno.ENOSPC, "No space left on device")
+    class FullDisk:  # the temp file gets 100 bytes, then the disk is full
+        def __init__(self, f, mode="r", *a, **k):
+            self.fh = real_open(f, mode, *a, **k)
 
-    monkeypatch.setattr(resume.torch, "save", full_disk)
-    with pytest.raises(OSError):
+        def write(self, data):
+            self.fh.write(bytes(data)[:100])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+    monkeypatch.setattr(resume, "open", FullDisk, raising=False)
+    with pytest.raises(OutputError) as e:  # the user's one line, naming the cause
         save_state(ck, ResumeState("h", 2, 32, torch.ones(2, 3, 4, 4), torch.zeros(5, dtype=torch.uint8)))
+    assert "No space left on device" in str(e.value)
     monkeypatch.undo()
     assert load_state(ck).frames_done == 16
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.mp4.resume.pt"]
