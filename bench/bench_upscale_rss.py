@@ -36,7 +36,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from hallo_core.upscale.background import rrdb_upscaler
-    from hallo_core.upscale.video_upscale import UpscaleReport, upscale_frames_bgr
+    from hallo_core.upscale.video_upscale import UpscaleReport, upscale_frames
     from tests.support.tiny_upscaler import (flat_frame, textured_frame, tiny_codeformer, tiny_detector,
                                              tiny_parser, tiny_rrdb)
 
@@ -47,15 +47,16 @@ def main() -> None:
 
     def frames():
         rng = np.random.default_rng(0)
-        for _ in range(args.frames):  # a fresh array per frame, like a decoder
-            yield np.clip(face.astype(np.int16) + rng.integers(-3, 4, face.shape), 0, 255).astype(np.uint8)
+        for _ in range(args.frames):  # a fresh RGB array per frame, like a decoder (the tiny nets see BGR)
+            noisy = np.clip(face.astype(np.int16) + rng.integers(-3, 4, face.shape), 0, 255).astype(np.uint8)
+            yield np.ascontiguousarray(noisy[:, :, ::-1])
 
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     report = UpscaleReport()
     t0 = time.time()
     n = 0
     checksum = 0
-    for out in upscale_frames_bgr(frames(), scale=args.scale, report=report, **nets):
+    for out in upscale_frames(frames(), scale=args.scale, report=report, **nets):
         n += 1
         checksum += int(out[::97, ::89].sum())
         if args.every and n % args.every == 0:

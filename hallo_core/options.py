@@ -38,7 +38,8 @@ class Spec:
     ``kind``: int, float, bool or str (a choice among ``choices``). ``lo``/``hi`` are inclusive;
     ``multiple`` is enforced (sizes), ``step`` only moves a widget. ``hosts``: where it is shown.
     ``flags``: the CLI spellings (default ``--`` + the key with dashes), ``aliases`` hidden extra
-    ones; ``node``: the widget's name (default the key). ``unset``: the value that means "not
+    ones; ``value_aliases``: hidden extra names of choices, (old, choice) pairs the CLI accepts
+    and reads as the choice; ``node``: the widget's name (default the key). ``unset``: the value that means "not
     given" (``face`` -1 = the largest face, ``cfg_steps`` 0 = guidance on every step).
     """
 
@@ -56,6 +57,7 @@ class Spec:
     hosts: FrozenSet[str] = BOTH
     flags: Tuple[str, ...] = ()
     aliases: Tuple[str, ...] = ()
+    value_aliases: Tuple[Tuple[str, str], ...] = ()
     node: str = ""
     hint: str = ""
     unset: Any = None
@@ -155,7 +157,8 @@ FACE = _specs(
          "the square (upstream)", choices=FRAME_MODES, node="mode",
          tooltip="auto: a square portrait the face fills goes in whole (upstream's path); any other photo is "
                  f"cropped around the chosen face. {FRAME_MODES[1]}: always the square crop around the face. "
-                 "stretch: squash the whole image into a square (upstream; distorts non-square photos)."),
+                 "stretch: squash the whole image into a square (upstream; distorts non-square photos).",
+         value_aliases=(("square", FRAME_MODES[1]),)),
     Spec("margin", float, DEFAULT_MARGIN, "crop margin per side, x the face's size", lo=0.0, hi=4.0, step=0.05,
          hint="the crop grows the face box by this share of its side on every side",
          tooltip="Crop modes: the square crop grows the face box by this share of its side on every side (0.75: "
@@ -202,7 +205,8 @@ UPSCALE = _specs(
          tooltip="Temporal smoothing of face landmarks against jitter; 0 = off (upstream)."),
     Spec("bg_tile", int, 400, "RealESRGAN tile size (0 = no tiling)", lo=0, hi=8192, aliases=("--bg_tile",),
          hint="0 = no tiling", hosts=frozenset((CLI,))),
-    Spec("crf", int, 18, "x264 quality: lower is better and larger", lo=0, hi=51, hosts=frozenset((CLI,))),
+    Spec("qp", int, 20, "x264 quantiser: lower is better and larger (20 = the pack's one mp4 quality)", lo=0, hi=51,
+         aliases=("--crf",), hosts=frozenset((CLI,))),  # --crf: the same 0..51 scale as x264's CRF
 )
 
 OPTIONS: Dict[str, Spec] = {**SAMPLING, **FACE, **AUDIO, **UPSCALE}

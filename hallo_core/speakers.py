@@ -154,7 +154,7 @@ def join_tracks(raw: Sequence[tuple], names: Sequence[str], wheres: Sequence[str
 
 @dataclass
 class FramedSpeakers:
-    """The photo's faces, each speaker's framed crop (FramedInput, "square") and the paste plan."""
+    """The photo's faces, each speaker's framed crop (FramedInput, "crop") and the paste plan."""
 
     faces: list  # every face found (FaceBox), left to right
     detector: str
@@ -226,7 +226,7 @@ def frame_speakers(image, specs: Sequence[SpeakerSpec], face_models: Optional[Pa
     for s in specs:
         framing = frame_face(rgb, face_index=s.face, margin=margin, detector=det)
         face = prepare_framed_face(framing, face_models, size=size, frame="crop")
-        inputs.append(FramedInput(framing, face, "square", None))
+        inputs.append(FramedInput(framing, face, "crop", None))
     try:
         plan = plan_pastes(rgb, [fi.framing.crop for fi in inputs], [fi.face.face_box for fi in inputs], size,
                            max_side=max_side, feather=feather)

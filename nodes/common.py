@@ -471,30 +471,3 @@ class MotionSource:
     clip_index: int
     mask_rate: Optional[float] = None
     source_frames: int = 0  # length of the source, for messages
-
-
-def output_path(prefix: str, tag: Optional[str] = None) -> tuple[str, str, str]:
-    """(full path, file name, subfolder) of an mp4 under ComfyUI's output folder.
-
-    With ``tag`` the name is fixed (``<prefix>_<tag>.mp4``) so a later run of the same job finds the
-    partial file and its checkpoint; otherwise a new numbered file, like core Save Video.
-    """
-    out_dir = folder_paths.get_output_directory()
-    folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(prefix, out_dir)
-    os.makedirs(folder, exist_ok=True)
-    fname = f"{name}_{tag}.mp4" if tag else f"{name}_{counter:05}_.mp4"
-    return os.path.join(folder, fname), fname, subfolder
-
-
-def prefix_problem(prefix: str) -> Optional[str]:
-    """Why ``prefix`` would write outside the output folder, or None when it stays inside."""
-    if ".." in str(prefix).replace("\\", "/").split("/") or os.path.isabs(str(prefix)):
-        return f"filename_prefix {prefix!r} leaves the output folder (no '..', not absolute)"
-    return None
-
-
-def file_output_inputs(prefix: str, image_tip: str, file_tip: str, prefix_tip: str) -> list:
-    """The ``output_mode`` (image | file) and ``filename_prefix`` widgets of the nodes that can stream an mp4."""
-    return [io.Combo.Input("output_mode", options=["image", "file"], default="image",
-                           tooltip=f"image: {image_tip} file: {file_tip}"),
-            io.String.Input("filename_prefix", default=prefix, tooltip=prefix_tip)]

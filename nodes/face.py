@@ -64,50 +64,30 @@ class HalloFaceAnalysis(io.ComfyNode):
     @classmethod
     def execute(cls, face_models, image, size, mode, face_expand_ratio, no_face, face_index=-1,
                 margin=0.75) -> io.NodeOutput:
-        from hallo_core.face import NoFaceError, frame_face, prepare_face, prepare_framed_face
-        from hallo_core.face.preprocess import FaceModelPaths
-
         from hallo_core.errors import UserError
         from hallo_core.options import unset_to_none
+        from hallo_core.pipeline.full_frame import frame_input
 
         # validate_inputs sees only widget values; a linked value arrives here
         v = O.checked(size=size, mode=mode, face_expand_ratio=face_expand_ratio, no_face=no_face,
                       face_index=face_index, margin=margin)
-        size, face_expand_ratio, margin = v["size"], v["face_expand_ratio"], v["margin"]
-        mode = {"square": "crop"}.get(v["frame"], v["frame"])  # prepare_face's word for the crop mode
+        size, face_expand_ratio, mode = v["size"], v["face_expand_ratio"], v["frame"]
+        margin = v.get("margin", O.OPTIONS["margin"].default)
         rgb = convert.image_to_rgb_uint8(image, 0)
         C.interrupted()
         # onnxruntime / mediapipe sessions are created and released inside hallo_core for this call.
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if face_models.onnx_device == "gpu" else None
-        index = unset_to_none("face", v["face"])
-        kw = dict(size=int(size), face_expand_ratio=float(face_expand_ratio), no_face=no_face, providers=providers)
+        index = unset_to_none("face", v.get("face"))
         try:
-            framing = frame_face(rgb, detector_path=FaceModelPaths.from_dir(face_models.models_dir).detector,
-                                 face_index=index, margin=float(margin), providers=providers)
-        except NoFaceError as e:
-            if no_face != "fallback":
-                raise O.node_error(e) from None
-            framing = None  # upstream's fallback: the whole picture, zero identity
-        except UserError as e:
+            # the CLI's framing call; the Paste Back node pastes, so a cropped auto stays a crop here
+            framed = frame_input(rgb, face_models.models_dir, size=int(size), face_index=index, frame=mode,
+                                 margin=float(margin), no_face=v["no_face"], providers=providers, paste_back=False,
+                                 face_expand_ratio=float(face_expand_ratio))
+        except UserError as e:  # NoFaceError and the other image and face errors included
             raise O.node_error(e) from None
-        C.interrupted()
-        try:
-            if framing is None:
-                face = prepare_face(rgb, face_models.models_dir, mode="stretch", **kw)
-                preview = rgb
-            else:
-                if mode == "stretch" and index is not None:
-                    # the whole picture's landmarks would otherwise follow the largest face
-                    kw["face_hint"] = framing.face.box
-                face = prepare_framed_face(framing, face_models.models_dir, frame=mode, **kw)
-                preview = framing.preview()
-                C.log.info("Hallo face analysis: %d face(s) found, animating face %d (0 = leftmost)%s",
-                           len(framing.faces), framing.index,
-                           f", crop {face.crop_box} of {face.source_size[0]}x{face.source_size[1]}"
-                           if face.crop_box is not None else ", whole image")
-        except UserError as e:
-            raise O.node_error(e) from None
-        for note in getattr(face, "notes", []) or []:
+        face = framed.face
+        C.log.info("Hallo face analysis: %s", framed.summary())
+        for note in face.notes or []:
             C.log.warning("Hallo face analysis: %s", note)
         s = int(face.size)
         ref = convert.frames_to_image(face.pixels.unsqueeze(0), "-1_1")
@@ -117,7 +97,7 @@ class HalloFaceAnalysis(io.ComfyNode):
         region = (face.face_region[:1] > 0.5).float()
         dev = C.out_device()
         return io.NodeOutput(face, ref.to(dev), lip.to(dev), expr.to(dev), pose.to(dev),
-                             region.to(dev, torch.float32), _preview(preview).to(dev))
+                             region.to(dev, torch.float32), _preview(framed.framing.preview()).to(dev))
 
 
 NODES = [HalloFaceAnalysis]

@@ -15,6 +15,7 @@ from pathlib import Path
 from comfy_api.latest import InputImpl, Types, io, ui
 
 from . import common as C
+from . import outputs as F
 from . import convert, sampler
 from . import options as O
 from .progress import notify
@@ -33,7 +34,7 @@ class HalloLongVideo(io.ComfyNode):
                         "Cancel or a crash, queue the same prompt again and it continues from there. 'image' "
                         "mode returns IMAGE frames for short videos.",
             inputs=sampler.model_inputs() + sampler.sampling_inputs() + O.inputs("mask_rate")
-            + C.file_output_inputs(
+            + F.file_output_inputs(
                 "hallo2/long", "return all frames as IMAGE (short videos).",
                 "stream an mp4 to the output folder and return it as VIDEO (any length).",
                 "Output file name prefix (file mode), relative to the output folder. "
@@ -62,7 +63,7 @@ class HalloLongVideo(io.ComfyNode):
     @classmethod
     def validate_inputs(cls, steps, cfg, mask_rate, filename_prefix, cfg_steps=0, seed=None, pose_weight=None,
                         face_weight=None, lip_weight=None) -> bool | str:
-        why = C.prefix_problem(filename_prefix) if filename_prefix is not None else None
+        why = F.prefix_problem(filename_prefix) if filename_prefix is not None else None
         if why:
             return why
         return O.validate(seed=seed, steps=steps, cfg=cfg, pose_weight=pose_weight, face_weight=face_weight,
@@ -109,7 +110,7 @@ def _to_file(node_id, hallo_model, vae, reference, audio_embeds, settings, prefi
 
     n = int(audio_embeds.num_frames)
     n_clips = max(1, -(-n // settings.clip_frames))
-    path, fname, subfolder = C.output_path(prefix, run_tag(hallo_model, reference, audio_embeds, settings, mf,
+    path, fname, subfolder = F.output_path(prefix, run_tag(hallo_model, reference, audio_embeds, settings, mf,
                                                            fitted))
     shown = f"{subfolder}/{fname}" if subfolder else fname
     ckpt = Checkpoint(checkpoint_path_for(path))

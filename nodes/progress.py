@@ -163,3 +163,16 @@ def save_clip_preview(frames: torch.Tensor, fps: float, node_id: str) -> dict:
     imgs[0].save(os.path.join(folder, name), save_all=True, append_images=imgs[1:],
                  duration=int(1000 / max(1.0, float(fps))), loop=0, quality=70)
     return {"filename": name, "subfolder": "hallo", "type": "temp"}
+
+
+def frame_progress(node_id: Optional[str], total: int):
+    """``progress(done, total)`` for a frame loop of the engine: at most about 200 updates of the node's bar
+    (an hour of frames would otherwise send 90000 websocket messages)."""
+    prog = ClipProgress(node_id, clips=1, steps=max(1, int(total)))
+    every = max(1, int(total) // 200)
+
+    def progress(done: int, _total=None) -> None:
+        if done % every == 0 or done == total:
+            prog.step(0, min(done, prog.steps))
+
+    return progress

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 from comfy_api.latest import io
 
 from . import common as C

@@ -18,6 +18,7 @@ import torch
 from comfy_api.latest import InputImpl, Types, io, ui
 
 from . import common as C
+from . import outputs as F
 from . import convert
 from . import options as O
 from .progress import ClipProgress
@@ -94,7 +95,7 @@ def check_speaker_paste_inputs(max_side=None, feather=None, filename_prefix=None
         O.checked(max_side=max_side, feather=feather, fps=fps)
     except UserError as e:
         return e
-    why = C.prefix_problem(filename_prefix) if filename_prefix is not None else None
+    why = F.prefix_problem(filename_prefix) if filename_prefix is not None else None
     return UserError(why, "filename_prefix", "give a relative prefix such as hallo2/speakers") if why else None
 
 
@@ -111,10 +112,10 @@ def _frames(frames, name: str, fps: float):
     rate = Fraction(frames.get_frame_rate()).limit_denominator(100000)
     stream = frames.get_stream_source() if isinstance(frames, InputImpl.VideoFromFile) else None
     if isinstance(stream, str) and os.path.isfile(stream):
-        from hallo_core.media.video_io import read_frames_bgr
+        from hallo_core.media.video import read_frames
 
         # decoded one at a time: a long video's frames never sit in memory together
-        it = (np.ascontiguousarray(f[:, :, ::-1]) for f in read_frames_bgr(stream))
+        it = read_frames(stream)
         return it, _packets(stream), rate
     comp = frames.get_components()
     return (f[..., :3] for f in comp.images), int(comp.images.shape[0]), rate
@@ -156,20 +157,11 @@ class HalloPasteSpeakers(io.ComfyNode):
                         "refused. 'file' mode streams the full frames into an mp4 with the audio.",
             inputs=[io.Image.Input("source", tooltip="The photo every Hallo Face Analysis node analysed (first "
                                                      "image used).")]
-                   + pair(1, False) + pair(2, False) + O.inputs("max_side", "feather") + C.file_output_inputs(
-                "hallo2/speakers", "full-frame IMAGE out (short videos).",
-                "stream an mp4 to the output folder and return it as VIDEO (any length).",
-                "Output file prefix in file mode, relative to the output folder.") + O.inputs(
-                "fps", fps={"optional": True}) + [
+                   + pair(1, False) + pair(2, False) + O.inputs("max_side", "feather") + F.full_frame_inputs("hallo2/speakers") + [
                 io.Audio.Input("audio", optional=True,
                                tooltip="The soundtrack: the 'mix' output of Hallo Speaker Tracks."),
             ] + pair(3, True) + pair(4, True),
-            outputs=[
-                io.Image.Output(display_name="frames", tooltip="Full-frame IMAGE frames (file mode: the last "
-                                                               "frame only, to keep memory flat)."),
-                io.Video.Output(display_name="video", tooltip="The full-frame video: the mp4 file (file mode) or "
-                                                              "frames + audio + fps (image mode)."),
-            ],
+            outputs=F.full_frame_outputs(),
             hidden=[io.Hidden.unique_id],
             is_output_node=True,
         )
@@ -240,7 +232,7 @@ class HalloPasteSpeakers(io.ComfyNode):
 
 def _stack(frames) -> np.ndarray:
     """A list of [S, S, 3] frames (float tensors in 0..1 or uint8 arrays) as [n, S, S, 3] uint8."""
-    from hallo_core.io.paste_back import frames_to_uint8
+    from hallo_core.media.video import frames_to_uint8
 
     return np.stack([frames_to_uint8(f[None] if isinstance(f, torch.Tensor) else f[None])[0] for f in frames])
 
@@ -249,7 +241,7 @@ def _to_file(chunks, plan, rate: Fraction, fitted, filename_prefix) -> io.NodeOu
     from hallo_core.media.atomic import atomic_output
     from hallo_core.media.video import Mp4Sink
 
-    path, fname, subfolder = C.output_path(filename_prefix, False)
+    path, fname, subfolder = F.output_path(filename_prefix, False)
     last = None
     wav, sr = (convert.audio_first_item(fitted) if fitted is not None else (None, 16000))
     # a cancelled run leaves no half-written file: the mp4 appears under its name only when complete
@@ -258,7 +250,7 @@ def _to_file(chunks, plan, rate: Fraction, fitted, filename_prefix) -> io.NodeOu
         sink.open(plan.size[0], plan.size[1], int(round(float(rate))))
         try:
             for full in chunks:
-                sink.write(torch.from_numpy(full).permute(0, 3, 1, 2).float().div_(255.0))
+                sink.write_rgb(full)
                 last = full[-1]
         finally:
             sink.close()

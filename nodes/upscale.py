@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import os
-from fractions import Fraction
 
 import torch
-from comfy_api.latest import InputImpl, Types, io, ui
+from comfy_api.latest import io
 
 from hallo_core.assets.layout import UPSCALER_FILES
 
 from . import common as C
-from . import convert
+from . import outputs as F
 from . import options as O
-from .progress import ClipProgress
+from .progress import frame_progress
 
 BG_NAME = os.path.basename(UPSCALER_FILES["bg"])  # upstream's background model, in ComfyUI's upscale_models
 
@@ -104,7 +103,7 @@ class HalloTemporalUpscale(io.ComfyNode):
                 io.Boolean.Input("face_upsample", default=False,
                                  tooltip="Also upscale the restored face with the background model before "
                                          "pasting (upstream option)."),
-            ] + O.inputs("smooth_landmarks") + C.file_output_inputs(
+            ] + O.inputs("smooth_landmarks") + F.file_output_inputs(
                 "hallo2/upscaled", "IMAGE frames out.",
                 "stream an mp4 (audio copied from a VIDEO input) and return it as VIDEO; for long videos.",
                 "Output file prefix in file mode."),
@@ -118,60 +117,42 @@ class HalloTemporalUpscale(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, fidelity, landmark_smoothing, filename_prefix) -> bool | str:
-        why = C.prefix_problem(filename_prefix) if filename_prefix is not None else None
+        why = F.prefix_problem(filename_prefix) if filename_prefix is not None else None
         return why or O.validate(fidelity=fidelity, landmark_smoothing=landmark_smoothing)
 
     @classmethod
     def execute(cls, upscaler, frames, scale, fidelity, face_upsample, landmark_smoothing, output_mode,
                 filename_prefix, upscale_model=None) -> io.NodeOutput:
+        from hallo_core.media.video import NoFramesError
+        from hallo_core.upscale import UpscalerModels, upscale_frames, upscale_to_file, upscale_video
+
         node_id = cls.hidden.unique_id if cls.hidden is not None else None
         v = O.checked(scale=scale, fidelity=fidelity, landmark_smoothing=landmark_smoothing)
-        s, fidelity, landmark_smoothing = v["upscale"], v["fidelity_weight"], v["smooth_landmarks"]
-        audio, fps, src_path = None, Fraction(25), None
-        if isinstance(frames, torch.Tensor):
-            convert.check_image(frames, "frames")
-            source, total = frames[..., :3], int(frames.shape[0])
-        else:
-            fps = Fraction(frames.get_frame_rate()).limit_denominator(100000)
-            stream = frames.get_stream_source() if hasattr(frames, "get_stream_source") else None
-            if isinstance(stream, str) and os.path.isfile(stream):
-                from hallo_core.media.video_io import read_frames_bgr
-
-                src_path = stream
-                total = int(frames.get_frame_count())
-                source = (torch.from_numpy(f[:, :, ::-1].copy()).float() / 255.0 for f in read_frames_bgr(stream))
-            else:
-                comp = frames.get_components()
-                source, total, audio = comp.images, int(comp.images.shape[0]), comp.audio
+        scale, fidelity, landmark_smoothing = v["upscale"], v["fidelity_weight"], v["smooth_landmarks"]
+        src = F.frames_input(frames)
         C.load_gpu([upscaler.patcher], full=True)  # detector/parser are not partially loadable
-        prog = ClipProgress(node_id, clips=1, steps=max(1, total))
         bg, release = _background(upscale_model)
-        from hallo_core.upscale.video_upscale import upscale_frames
-
         m = upscaler.patcher.model
-        it = upscale_frames(source, m.codeformer, m.detector, getattr(m, "parser", None), bg, s, float(fidelity),
-                            face_upsample=bool(face_upsample), landmark_smoothing=float(landmark_smoothing),
-                            total=total, progress=lambda done, tot: prog.step(0, done), interrupt=C.interrupted,
-                            fp16=upscaler.fp16)
+        models = UpscalerModels(m.codeformer, m.detector, getattr(m, "parser", None), bg)
+        s, w = int(scale), float(fidelity)
+        kw = dict(face_upsample=bool(face_upsample), landmark_smoothing=float(landmark_smoothing), fp16=upscaler.fp16,
+                  progress=frame_progress(node_id, src.count), interrupt=C.interrupted)
         try:
             if output_mode == "image":
-                out = torch.stack([f.float().cpu() for f in it]).to(C.out_device())
-                video = InputImpl.VideoFromComponents(Types.VideoComponents(images=out, audio=audio, frame_rate=fps))
-                return io.NodeOutput(out, video)
-            from hallo_core.media.video_io import write_video
-
-            path, fname, subfolder = C.output_path(filename_prefix)
-            last = {}
-
-            def bgr():
-                for f in it:
-                    last["f"] = f
-                    yield (f.clamp(0, 1) * 255).round().to(torch.uint8).numpy()[:, :, ::-1]
-
-            write_video(path, bgr(), fps, audio_from=src_path)
-            img = last["f"].unsqueeze(0).float().to(C.out_device())
-            preview = ui.PreviewVideo([ui.SavedResult(fname, subfolder, io.FolderType.output)])
-            return io.NodeOutput(img, InputImpl.VideoFromFile(path), ui=preview)
+                out = upscale_frames(src.frames(), models.codeformer, models.detector, models.parser, bg, s, w,
+                                     total=src.count, **kw)
+                return F.image_result(list(out), src.fps, src.image_audio())
+            path, fname, subfolder = F.new_output_file(filename_prefix, src.path, "Hallo2 temporal upscale")
+            try:
+                if src.path is not None:
+                    report = upscale_video(src.path, path, models, s, w, **kw)
+                else:
+                    wave, sr = src.waveform()
+                    report = upscale_to_file(src.images, path, models, src.fps, s, w, waveform=wave, sample_rate=sr,
+                                             total=src.count, **kw)
+            except NoFramesError:
+                raise F.no_frames() from None
+            return F.file_result(report.last, path, fname, subfolder)
         finally:
             release()
 

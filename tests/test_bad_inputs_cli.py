@@ -257,7 +257,7 @@ def test_the_tables_cover_every_class():
 def _video(path: Path) -> Path:
     from fractions import Fraction
 
-    from hallo_core.media.video_io import write_video
+    from hallo_core.media.video import write_video
 
     rng = np.random.default_rng(0)
     write_video(path, (rng.integers(0, 255, (64, 64, 3), dtype=np.uint8) for _ in range(4)), Fraction(25))
@@ -275,7 +275,7 @@ UPSCALE_ROWS = [
     ("output-is-input", lambda j: _up(j, output=j["video"]), "is the --input file"),
     ("input-not-a-video", lambda j: _up(j, input=replace(j["dir"] / "inputs" / "junk.mp4", b"\0" * 500)),
      "cannot be decoded"),
-    ("crf-99", lambda j: _up(j, extra=["--crf", "99"]), "--crf is 99"),
+    ("qp-99", lambda j: _up(j, extra=["--qp", "99"]), "--qp is 99"),
     ("fidelity-nan", lambda j: _up(j, extra=["-w", "nan"]), "--fidelity-weight is nan"),
     ("scale-3", lambda j: _up(j, extra=["-s", "3"]), "invalid choice"),
     ("models-missing", lambda j: _up(j), "missing hallo2_sr"),

@@ -76,6 +76,10 @@ def test_the_cli_offers_the_engine_tables_themselves():
     assert _choices("generate", "frame") is FRAME_MODES
     assert _choices("upscale", "upscale") is SCALES
     assert _choices("generate", "detector") is DETECTORS
+    assert FRAME_MODES == ("auto", "crop", "stretch")
+    base = ["--models", "M", "--image", "i", "--audio", "a", "--out", "o"]
+    assert _subparsers()["generate"].parse_args(base + ["--frame", "square"]).frame == "crop"  # still parses
+    assert "--frame {auto,crop,stretch}" in _subparsers()["generate"].format_help()  # the one vocabulary shown
     g = _subparsers()["generate"].parse_args(["--models", "M", "--image", "i", "--audio", "a", "--out", "o"])
     assert (g.margin, g.max_side, g.frame, g.face) == (DEFAULT_MARGIN, DEFAULT_MAX_SIDE, "auto", -1)
     # every name download accepts is listed in its --help, and nothing else
@@ -106,23 +110,25 @@ def test_the_engine_tables_import_without_torch():
 
 
 def test_upscale_options_reach_the_engine_entry_point(monkeypatch, tmp_path):
-    """run_upscale reads every option it needs from the CLI's own parse (no second parser)."""
+    """The checked options of the CLI's own parse reach the engine as plain values (no second parser)."""
+    from hallo_core.cli import upscale as cli_upscale
     from hallo_core.upscale import file_upscale
 
     seen = {}
-    monkeypatch.setattr(file_upscale, "load_upscaler_models", lambda *a, **k: "models")
+    monkeypatch.setattr(file_upscale, "load_upscaler_models", lambda *a, **k: ("models", a, k))
 
     def fake_upscale(src, dst, models, scale, w, **kw):
         seen.update(src=src, dst=dst, models=models, scale=scale, w=w, **kw)
         return file_upscale.UpscaleReport()
 
     monkeypatch.setattr(file_upscale, "upscale_video", fake_upscale)
-    a = _subparsers()["upscale"].parse_args(["-i", "a.mp4", "-o", "b.mp4", "-s", "4", "-w", "0.7", "--crf", "20",
-                                             "--face", "largest", "--smooth-landmarks", "0.3"])
-    a.model_dir = a.models
-    file_upscale.run_upscale(a)
-    assert (seen["src"], seen["dst"], seen["models"], seen["scale"], seen["w"]) == ("a.mp4", "b.mp4", "models", 4, 0.7)
-    assert (seen["crf"], seen["face_mode"], seen["landmark_smoothing"], seen["paster"]) == (20, "largest", 0.3, None)
+    a = _subparsers()["upscale"].parse_args(["-i", "a.mp4", "-o", "b.mp4", "-s", "4", "-w", "0.7", "--crf", "24",
+                                             "--face", "largest", "--smooth-landmarks", "0.3", "--models", "M"])
+    cli_upscale.upscale_checked(a)
+    assert (seen["src"], seen["dst"], seen["scale"], seen["w"]) == ("a.mp4", "b.mp4", 4, 0.7)
+    assert seen["models"] == ("models", ("M", None, False, 400), {"use_bg_upscaler": True})
+    assert (seen["qp"], seen["face_mode"], seen["landmark_smoothing"], seen["paster"]) == (24, "largest", 0.3, None)
+    assert _subparsers()["upscale"].parse_args(["-i", "a", "-o", "b"]).qp == 20
 
 
 def test_offline_download_is_one_error_line(monkeypatch, tmp_path, capsys):

@@ -182,7 +182,7 @@ def test_each_face_is_its_one_face_run_exactly(base, talk, tmp_path):
         for i, track in ((0, root / "alice.wav"), (1, root / "bob_padded.wav")):
             alone = []
             one = GenerateJob(root / "pair.png", track, tmp_path / f"one{i}.mp4", settings, hallo2=True, size=64,
-                              face=i, frame="square", separator=False)
+                              face=i, frame="crop", separator=False)
             s.run(one, progress=lambda k, n, st, ns, fr: fr is not None and alone.append(fr.clone()))
             assert len(alone) == len(clips[i]) == 2
             for x, y in zip(alone, clips[i]):

@@ -62,6 +62,8 @@ def test_landscape_crop_on_the_face_and_full_frame_paste(landscape, tmp_path):
     assert _inside(d.landmarks[1].numpy(), fr.face.box)  # in source pixels
     squashed = prepare_framed_face(fr, None, frame="stretch", with_embedding=False, use_cache=False)
     assert torch.equal(squashed.pixels, _prep(landscape).pixels) and squashed.crop_box is None
+    with pytest.raises(ValueError, match="frame must be one of auto, crop, stretch, not 'square'"):
+        prepare_framed_face(fr, None, frame="square")
 
     paster = FramePaster(landscape, c, feather=0.08)
     assert paster.size == (1280, 720)

@@ -103,28 +103,6 @@ def test_tiny_and_huge_inputs(fixtures_dir):
                              round(y1 * 512 / 3000))
 
 
-def test_crop_mode_box(fixtures_dir):
-    face = _portrait(fixtures_dir, 6)
-    canvas = Image.new("RGB", (1400, 624), (60, 90, 60))
-    canvas.paste(face, (700, 0))
-    d = _prep(canvas, mode="crop", size=256)
-    _check_facedata(d, 256)
-    x0, y0, x1, y1 = d.crop_box
-    assert (x1 - x0, y1 - y0) == (624, 624) and y0 == 0 and 0 <= x0 and x1 <= 1400
-    # the square is centred on the face box (the portrait's face is near its middle)
-    lm = d.landmarks.numpy()
-    assert x0 < lm[:, 0].min() and lm[:, 0].max() < x1
-    assert abs((x0 + x1) / 2 - (lm[:, 0].min() + lm[:, 0].max()) / 2) < 60
-    crop = np.asarray(canvas)[y0:y1, x0:x1]
-    expect = np.asarray(Image.fromarray(crop).resize((256, 256), Image.BILINEAR)).astype(np.float32) / 255
-    assert torch.allclose(d.pixels, torch.from_numpy(expect).permute(2, 0, 1) * 2 - 1, atol=1e-6)
-    # on a square image, crop == stretch
-    sq_crop, sq_stretch = _prep(face, mode="crop", size=256), _prep(face, size=256)
-    assert sq_crop.crop_box == (0, 0, 624, 624) and sq_stretch.crop_box is None
-    assert torch.equal(sq_crop.pixels, sq_stretch.pixels)
-    assert all(torch.equal(a, b) for a, b in zip(sq_crop.full_masks, sq_stretch.full_masks))
-
-
 def test_cache_and_arguments(fixtures_dir):
     clear_cache()
     img = np.asarray(_portrait(fixtures_dir, 2))
@@ -135,6 +113,4 @@ def test_cache_and_arguments(fixtures_dir):
     assert c.pixels is not a.pixels and c.face_box != a.face_box
     with pytest.raises(ValueError, match="multiple of 64"):
         prepare_face(img, None, size=500)
-    with pytest.raises(ValueError, match="mode"):
-        prepare_face(img, None, mode="pad")
     clear_cache()

@@ -61,7 +61,7 @@ SCRIPT = """
     res["square"] = {}
     for n in (2, 5, 6):
         rgb = portrait(n)
-        today = prepare_face(rgb, fm.models_dir, size=128, mode="stretch", use_cache=False)
+        today = prepare_face(rgb, fm.models_dir, size=128, use_cache=False)
         outs = {m: analyse(image(rgb), mode=m) for m in ("auto", "stretch")}
         res["square"][n] = {m: [all(torch.equal(a, b) for a, b in zip(fields(o[0]), fields(today))),
                                 o[0].face_box == today.face_box, o[0].crop_box, list(o[0].source_size),
@@ -75,6 +75,13 @@ SCRIPT = """
     res["land"] = {"crop": list(face.crop_box), "source": list(face.source_size), "ref": list(land[1].shape),
                    "preview": list(land[6].shape)}
     res["land_index"] = err(lambda: analyse(image(canvas), face_index=1))
+    # the node's face data is the engine's framing call, the CLI's (only the paste-back is left to the graph)
+    from hallo_core.pipeline.full_frame import frame_input
+    engine = {m: frame_input(canvas, fm.models_dir, size=128, frame=m, paste_back=False) for m in ("auto", "crop",
+                                                                                                 "stretch")}
+    res["land_engine"] = {m: [all(torch.equal(a, b) for a, b in zip(fields(analyse(image(canvas), mode=m)[0]),
+                                                                     fields(e.face))), e.mode]
+                          for m, e in engine.items()}
     flat = np.full((300, 400, 3), 200, np.uint8)
     res["blank"] = err(lambda: analyse(image(flat)))
     res["checks"] = [F.validate_inputs(size=100, face_expand_ratio=1.2),
@@ -92,6 +99,8 @@ SCRIPT = """
     u8 = (full.numpy() * 255).round().astype(np.uint8)
     res["paste"] = {"shape": list(full.shape), "outside_equal": bool((u8[:, keep] == canvas[keep]).all()),
                     "inside_changed": bool((u8[:, ~keep] != canvas[~keep]).any())}
+    from hallo_core.io.paste_back import paster_for
+    res["paste_is_engine"] = bool(torch.equal(full, torch.from_numpy(paster_for(face, canvas).paste(gen)).float() / 255))
     small = P.execute(face_data=face, source=image(canvas), frames=gen, max_side=640, feather=0.08,
                       output_mode="image", filename_prefix="t/full").result[0]
     res["paste_small"] = list(small.shape)
@@ -131,6 +140,15 @@ SCRIPT = """
             return [FaceBox((100.0, 100.0, 140.0, 150.0), 0.9)]
     _DETECTORS[("scrfd", os.path.abspath(det_path), ())] = Tiny()
     res["too_small"] = err(lambda: analyse(image(pair)))
+    class NoFace:
+        name = "stub"
+        def detect(self, rgb):
+            return []
+    _DETECTORS[("scrfd", os.path.abspath(det_path), ())] = NoFace()
+    whole = analyse(image(canvas), no_face="fallback")
+    res["fallback"] = {"crop": whole[0].crop_box, "preview": list(whole[6].shape), "ref": list(whole[1].shape),
+                       "indexed": err(lambda: analyse(image(canvas), no_face="fallback", face_index=0)),
+                       "error": err(lambda: analyse(image(canvas)))}
     print(json.dumps(res))
 """
 
@@ -175,7 +193,7 @@ def test_face_errors_use_the_cli_words(result):
 def test_paste_back_image_mode_keeps_the_photo_outside_the_crop(result):
     paste = result["paste"]
     assert paste["shape"] == [3, 720, 1280, 3]
-    assert paste["outside_equal"] and paste["inside_changed"]
+    assert paste["outside_equal"] and paste["inside_changed"] and result["paste_is_engine"]
     assert result["paste_small"] == [3, 360, 640, 3]
     kind, msg = result["paste_mismatch"]
     assert kind == "UserError" and "the source image is 624x624, but the face data was made from a 1280x720" in msg
@@ -196,3 +214,15 @@ def test_face_index_counts_left_to_right(result):
     assert kind == "UserError" and "face index 2 does not exist (face_index): 2 faces were found" in msg
     assert result["too_small"] == ["UserError", "face 0 is only 50 pixels across; at least 64 are needed to animate "
                                                 "it (image): use a larger photo, or one taken closer to the face"]
+
+
+def test_face_node_is_the_engines_framing_call(result):
+    assert result["land_engine"] == {"auto": [True, "crop"], "crop": [True, "crop"], "stretch": [True, "whole"]}
+
+
+def test_no_face_fallback_follows_the_cli(result):
+    """No face found: fallback animates the whole photo; a face asked for by index stays an error."""
+    fb = result["fallback"]
+    assert fb["crop"] is None and fb["preview"] == [1, 720, 1280, 3] and fb["ref"] == [1, 128, 128, 3]
+    for kind, msg in (fb["indexed"], fb["error"]):
+        assert kind == "UserError" and msg.startswith("no face found in the 1280x720 image (image): ")

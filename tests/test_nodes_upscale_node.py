@@ -50,6 +50,18 @@ SCRIPT = """
                    "size": [frames[0].width, frames[0].height], "audio": has_audio,
                    "ui": res2.ui.as_dict() if hasattr(res2.ui, "as_dict") else res2.ui,
                    "last_shape": list(res2.result[0].shape)})
+    # the node is the engine's calls: frames in -> upscale_frames, a VIDEO file -> upscale_video (file to file)
+    from hallo_core.media.video import read_video
+    from hallo_core.upscale import UpscalerModels, upscale_frames, upscale_video
+    engine = np.stack(list(upscale_frames(image, nets["codeformer"], nets["detector"], nets["parser"], None, 2, 0.5)))
+    result["image_is_engine"] = bool(torch.equal(img, torch.from_numpy(engine).float() / 255))
+    ref = os.path.join(out_dir, "ref.mp4")
+    upscale_video(src, ref, UpscalerModels(nets["codeformer"], nets["detector"], nets["parser"], None), 2, 0.5)
+    result["file_is_engine"] = bool(torch.equal(read_video(path)[0], read_video(ref)[0]))
+    from hallo_core.media.video import read_frames
+    file_frames = list(upscale_frames(read_frames(src), nets["codeformer"], nets["detector"], nets["parser"], None, 2,
+                                      0.5))
+    result["last_is_engine"] = bool(torch.equal(res2.result[0][0], torch.from_numpy(file_frames[-1]).float() / 255))
     print(json.dumps(result))
 """
 
@@ -63,3 +75,4 @@ def test_temporal_upscale_node_image_and_video_file():
     assert r["frames"] == 4 and r["size"] == [1024, 1024] and r["audio"] is True
     assert r["last_shape"] == [1, 1024, 1024, 3]
     assert r["ui"]["images"][0]["type"] == "output" and r["ui"]["animated"] == [True]
+    assert r["image_is_engine"] and r["file_is_engine"] and r["last_is_engine"]

@@ -1,4 +1,8 @@
-"""The streamed window pipeline with tiny random networks (real code paths, no mocks)."""
+"""The streamed window pipeline with tiny random networks (real code paths, no mocks).
+
+The tiny networks, like upstream's, see BGR: the frames below are built in BGR and handed to
+:func:`upscale_frames` as the RGB it takes (``rgb``), its RGB output read back as BGR (``bgr_out``).
+"""
 
 import logging
 
@@ -7,8 +11,7 @@ import pytest
 import torch
 
 from hallo_core.upscale.background import rrdb_upscaler, upscale_background
-from hallo_core.upscale.video_upscale import (UpscaleReport, to_bgr_uint8, to_rgb_float, upscale_frames,
-                                              upscale_frames_bgr)
+from hallo_core.upscale.video_upscale import UpscaleReport, upscale_frames
 from tests.support.tiny_upscaler import (flat_frame, textured_frame, tiny_codeformer, tiny_detector,
                                          tiny_parser, tiny_rrdb)
 
@@ -19,6 +22,17 @@ def nets():
     face, empty = textured_frame(seed=0), flat_frame()
     return dict(codeformer=tiny_codeformer(), detector=tiny_detector(face, empty), parser=tiny_parser(),
                 bg_upscaler=rrdb_upscaler(tiny_rrdb(), tile=48, tile_pad=8))
+
+
+def rgb(frames):
+    return (np.ascontiguousarray(f[:, :, ::-1]) for f in frames)
+
+
+def bgr_out(frames, *args, **kw):
+    """upscale_frames on BGR test frames, read back as BGR (every output is RGB uint8)."""
+    for out in upscale_frames(rgb(frames), *args, **kw):
+        assert out.dtype == np.uint8 and out.flags.c_contiguous
+        yield out[:, :, ::-1]
 
 
 def bg_only(frame, bg, scale):
@@ -32,7 +46,7 @@ def test_faceless_frame_passes_through_and_last_frame_kept(nets, caplog):
     frames = [textured_frame(seed=0), textured_frame(seed=0), flat_frame(), textured_frame(seed=0)]
     report = UpscaleReport()
     with caplog.at_level(logging.WARNING, logger="hallo_core.upscale"):
-        outs = list(upscale_frames_bgr(iter(frames), scale=2, report=report, **nets))
+        outs = list(bgr_out(frames, scale=2, report=report, **nets))
     assert len(outs) == len(frames)  # upstream would have dropped the last one
     assert report.faceless == 1 and report.faceless_indices == [2] and report.windows == 1
     assert (outs[2] == bg_only(frames[2], nets["bg_upscaler"], 2)).all()
@@ -49,7 +63,7 @@ def test_faceless_frame_passes_through_and_last_frame_kept(nets, caplog):
 def test_hold_mode_reuses_landmarks(nets):
     frames = [textured_frame(seed=0), flat_frame()]
     report = UpscaleReport()
-    outs = list(upscale_frames_bgr(iter(frames), scale=1, report=report, missing_face="hold", **nets))
+    outs = list(bgr_out(frames, scale=1, report=report, missing_face="hold", **nets))
     assert report.faceless == 0
     assert not (outs[1] == bg_only(frames[1], nets["bg_upscaler"], 1)).all()
 
@@ -57,14 +71,14 @@ def test_hold_mode_reuses_landmarks(nets):
 @pytest.mark.parametrize("scale", [1, 2, 4, 8])
 def test_scale_factors(nets, scale):
     frame = flat_frame()  # no face: the background path alone decides the size
-    out = list(upscale_frames_bgr(iter([frame]), scale=scale, **nets))
+    out = list(bgr_out([frame], scale=scale, **nets))
     assert len(out) == 1 and out[0].shape == (512 * scale, 512 * scale, 3) and out[0].dtype == np.uint8
     assert (out[0] == bg_only(frame, nets["bg_upscaler"], scale)).all()
 
 
 def test_scale_4_with_face_and_lanczos_background(nets):
     args = dict(nets, bg_upscaler=None)
-    out = list(upscale_frames_bgr(iter([textured_frame(seed=0)]), scale=4, **args))
+    out = list(bgr_out([textured_frame(seed=0)], scale=4, **args))
     assert out[0].shape == (2048, 2048, 3)
 
 
@@ -76,7 +90,7 @@ def test_streaming_yields_before_input_is_consumed(nets):
             consumed.append(i)
             yield flat_frame()
 
-    gen = upscale_frames_bgr(source(9), scale=1, chunk=4, overlap=1, **dict(nets, bg_upscaler=None))
+    gen = upscale_frames(source(9), scale=1, chunk=4, overlap=1, **dict(nets, bg_upscaler=None))
     next(gen)
     assert len(consumed) == 4  # one window read, not the whole clip
     rest = list(gen)
@@ -84,16 +98,16 @@ def test_streaming_yields_before_input_is_consumed(nets):
 
 
 def test_tensor_and_iterable_inputs_agree_and_hooks(nets):
-    bgr = [textured_frame(seed=0), flat_frame()]
-    rgb = torch.stack([to_rgb_float(f) for f in bgr])  # ComfyUI IMAGE [N, H, W, 3]
-    assert all((to_bgr_uint8(rgb[i]) == bgr[i]).all() for i in range(2))
+    frames = list(rgb([textured_frame(seed=0), flat_frame()]))
+    image = torch.stack([torch.from_numpy(f).float() / 255 for f in frames])  # ComfyUI IMAGE [N, H, W, 3]
     calls = []
-    outs = list(upscale_frames(rgb, scale=1, progress=lambda d, t: calls.append((d, t)), **nets))
+    report = UpscaleReport()
+    outs = list(upscale_frames(image, scale=1, progress=lambda d, t: calls.append((d, t)), report=report, **nets))
     assert calls == [(1, 2), (2, 2)]
-    assert outs[0].dtype == torch.float32 and outs[0].shape == (512, 512, 3)
-    assert 0.0 <= float(outs[0].min()) and float(outs[0].max()) <= 1.0
-    outs2 = list(upscale_frames(iter([rgb[0], rgb[1]]), scale=1, **nets))
-    assert all(torch.equal(a, b) for a, b in zip(outs, outs2))
+    assert outs[0].dtype == np.uint8 and outs[0].shape == (512, 512, 3)
+    assert report.last is outs[-1]
+    for same in (iter(frames), np.stack(frames), iter([image[0], image[1]]), torch.from_numpy(np.stack(frames))):
+        assert all(np.array_equal(a, b) for a, b in zip(outs, upscale_frames(same, scale=1, **nets)))
 
     class Stop(Exception):
         pass
@@ -102,11 +116,11 @@ def test_tensor_and_iterable_inputs_agree_and_hooks(nets):
         raise Stop
 
     with pytest.raises(Stop):
-        next(upscale_frames(rgb, scale=1, interrupt=interrupt, **nets))
+        next(upscale_frames(image, scale=1, interrupt=interrupt, **nets))
 
 
 def test_bad_arguments(nets):
     with pytest.raises(ValueError):
-        next(upscale_frames_bgr(iter([flat_frame()]), scale=3.5, **nets))
+        next(upscale_frames(iter([flat_frame()]), scale=3.5, **nets))
     with pytest.raises(ValueError):
-        next(upscale_frames_bgr(iter([flat_frame()]), scale=2, missing_face="crash", **nets))
+        next(upscale_frames(iter([flat_frame()]), scale=2, missing_face="crash", **nets))

@@ -1,99 +1,36 @@
 """Key lists of weight files without reading the weights: torch zip archives, safetensors, ONNX, zips.
 
-Every reader here touches only metadata: the pickle of a torch archive (a few hundred kB for
-net.pth, whose weights are 5 GB), the JSON header of a safetensors file, the top-level fields
-of an ONNX protobuf, the central directory of a zip. So a wrong, truncated or unsafe model file
-is found in well under a second, before any model is built.
+Every reader here touches only metadata, so a wrong, truncated or unsafe model file is found in
+well under a second, before any model is built:
 
-The torch reader is its own restricted unpickler: besides dicts it accepts only the globals a
-plain state dict needs (tensor rebuild functions, storage types, OrderedDict) and refuses any
-other, naming it, as ``torch.load(weights_only=True)`` would. Storages are never opened; their
-sizes are checked against the archive's directory, which is what catches a truncated file.
+* torch archives go through ``torch.load(weights_only=True, mmap=True)``: torch's own safe
+  unpickler refuses any global a plain state dict does not need, and the storages are mapped,
+  not read (a storage shorter than its tensors fails as it is mapped, which is what catches a
+  cut or tampered archive);
+* safetensors files through ``safetensors.safe_open``, which checks the header against the file;
+* ONNX models by walking their top-level protobuf fields. Neither onnxruntime (a session reads
+  and optimises the whole graph before anything can be listed) nor the ``onnx`` package (not a runtime
+  dependency) offers a reader that stops at the structure;
+* zip bundles (mediapipe ``.task``) through their central directory.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import pickle
-import struct
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, Mapping, Optional, Tuple, Union
 
-from ..io.checkpoints import CheckpointError
+from ..io.checkpoints import CheckpointError, read_torch_file
 
 PathLike = Union[str, os.PathLike]
-
-# storage type name -> (dtype name, bytes per element)
-_STORAGES = {
-    "FloatStorage": ("float32", 4), "DoubleStorage": ("float64", 8), "HalfStorage": ("float16", 2),
-    "BFloat16Storage": ("bfloat16", 2), "LongStorage": ("int64", 8), "IntStorage": ("int32", 4),
-    "ShortStorage": ("int16", 2), "CharStorage": ("int8", 1), "ByteStorage": ("uint8", 1),
-    "BoolStorage": ("bool", 1),
-}
-_SAFETENSORS_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
-                      "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "U32": 4, "U64": 8}
 
 
 @dataclass(frozen=True)
 class TensorInfo:
     shape: Tuple[int, ...]
     dtype: str
-
-
-class _Storage:
-    def __init__(self, key: str, dtype: str, itemsize: int, numel: int):
-        self.key, self.dtype, self.itemsize, self.numel = key, dtype, itemsize, numel
-
-
-def _rebuild_tensor(storage, offset, size, stride, *rest):
-    return TensorInfo(tuple(int(s) for s in size), storage.dtype)
-
-
-def _rebuild_parameter(data, requires_grad=False, hooks=None, *rest):
-    return data
-
-
-class _StorageType:
-    def __init__(self, name: str):
-        self.name = name
-
-
-class _Unpickler(pickle.Unpickler):
-    def __init__(self, data, path: Path):
-        import io
-
-        super().__init__(io.BytesIO(data))
-        self.path = path
-        self.storages: Dict[str, _Storage] = {}
-
-    def find_class(self, module, name):
-        if module == "collections" and name == "OrderedDict":
-            import collections
-
-            return collections.OrderedDict
-        if module == "torch._utils" and name in ("_rebuild_tensor_v2", "_rebuild_tensor"):
-            return _rebuild_tensor
-        if module == "torch._utils" and name == "_rebuild_parameter":
-            return _rebuild_parameter
-        if module == "torch" and name in _STORAGES:
-            return _StorageType(name)
-        raise CheckpointError(
-            f"{self.path} was refused: it holds a pickled Python object ({module}.{name}) besides tensors, "
-            "and unpickling such objects can run code; only plain tensor state dicts are read "
-            "(use the official file, or convert it with a tool you trust)")
-
-    def persistent_load(self, pid):
-        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"
-                and isinstance(pid[1], _StorageType)):
-            raise CheckpointError(f"{self.path}: unexpected storage record {pid!r:.80} in the archive")
-        dtype, itemsize = _STORAGES[pid[1].name]
-        st = self.storages.get(str(pid[2]))
-        if st is None:
-            st = self.storages[str(pid[2])] = _Storage(str(pid[2]), dtype, itemsize, int(pid[4]))
-        return st
 
 
 def _corrupt(path: Path, why: str) -> CheckpointError:
@@ -103,9 +40,11 @@ def _corrupt(path: Path, why: str) -> CheckpointError:
 
 def _flatten(obj, prefix: str = "") -> Dict[str, TensorInfo]:
     """Tensors of a (possibly nested) dict by dotted key; the upscalers' ``params_ema`` wrapper included."""
+    import torch
+
     out: Dict[str, TensorInfo] = {}
-    if isinstance(obj, TensorInfo):
-        out[prefix] = obj
+    if isinstance(obj, torch.Tensor):
+        out[prefix] = TensorInfo(tuple(int(s) for s in obj.shape), str(obj.dtype).replace("torch.", ""))
     elif isinstance(obj, Mapping):
         for k, v in obj.items():
             out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
@@ -113,7 +52,7 @@ def _flatten(obj, prefix: str = "") -> Dict[str, TensorInfo]:
 
 
 def torch_manifest(path: PathLike) -> Optional[Dict[str, TensorInfo]]:
-    """Keys, shapes and dtypes of a torch zip archive (``torch.save`` since 1.6) from its pickle only.
+    """Keys, shapes and dtypes of a torch zip archive (``torch.save`` since 1.6), weights left unread.
 
     Returns None for the legacy (pre-zip) format, which cannot be listed without reading it.
     Raises CheckpointError for a missing, truncated, corrupt or unsafe file.
@@ -123,30 +62,11 @@ def torch_manifest(path: PathLike) -> Optional[Dict[str, TensorInfo]]:
         raise CheckpointError(f"weights file not found: {p}")
     with open(p, "rb") as f:
         magic = f.read(4)
-    if magic[:2] == b"\x80\x02" or magic[:1] == b"\x80":  # legacy torch.save: a bare pickle
+    if magic[:1] == b"\x80":  # legacy torch.save: a bare pickle
         return None
     if magic != b"PK\x03\x04":
         raise _corrupt(p, "not a torch archive" if magic else "the file is empty")
-    try:
-        with zipfile.ZipFile(p) as z:
-            names = z.namelist()
-            pkl = [n for n in names if n.endswith("/data.pkl") or n == "data.pkl"]
-            if not pkl:
-                raise _corrupt(p, "no data.pkl in the archive")
-            prefix = pkl[0][: -len("data.pkl")]
-            un = _Unpickler(z.read(pkl[0]), p)
-            obj = un.load()
-            sizes = {n[len(prefix) + len("data/"):]: z.getinfo(n).file_size
-                     for n in names if n.startswith(prefix + "data/")}
-    except CheckpointError:
-        raise
-    except (zipfile.BadZipFile, EOFError, pickle.UnpicklingError, OSError, ValueError, KeyError) as e:
-        raise _corrupt(p, f"{type(e).__name__}: {str(e)[:120]}") from e
-    for st in un.storages.values():
-        if st.key not in sizes:
-            raise _corrupt(p, f"storage {st.key} is missing from the archive")
-        if sizes[st.key] < st.numel * st.itemsize:
-            raise _corrupt(p, f"storage {st.key} holds {sizes[st.key]} of {st.numel * st.itemsize} bytes")
+    obj = read_torch_file(p, mmap=True)
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         obj = obj["state_dict"]
     found = _flatten(obj)
@@ -156,39 +76,20 @@ def torch_manifest(path: PathLike) -> Optional[Dict[str, TensorInfo]]:
 
 
 def safetensors_manifest(path: PathLike) -> Dict[str, TensorInfo]:
-    """Keys, shapes and dtypes from a safetensors header; the file's size is checked against it."""
+    """Keys, shapes and dtypes from a safetensors header (checked against the file by safetensors)."""
+    from safetensors import safe_open
+
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"weights file not found: {p}")
-    size = p.stat().st_size
     try:
-        with open(p, "rb") as f:
-            head = f.read(8)
-            if len(head) < 8:
-                raise ValueError("shorter than a header")
-            (n,) = struct.unpack("<Q", head)
-            if n > min(size - 8, 100 * 2**20):
-                raise ValueError(f"header length {n} exceeds the file")
-            header = json.loads(f.read(n))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise _corrupt(p, f"bad safetensors header: {str(e)[:120]}") from e
-    out, end = {}, 0
-    for k, v in header.items():
-        if k == "__metadata__":
-            continue
-        try:
-            shape, dtype, (a, b) = tuple(int(s) for s in v["shape"]), str(v["dtype"]), v["data_offsets"]
-        except (KeyError, TypeError, ValueError) as e:
-            raise _corrupt(p, f"bad header entry for {k}") from e
-        numel = 1
-        for s in shape:
-            numel *= s
-        if int(b) - int(a) != numel * _SAFETENSORS_BYTES.get(dtype, 0):
-            raise _corrupt(p, f"tensor {k} has {int(b) - int(a)} bytes for shape {shape} {dtype}")
-        end = max(end, int(b))
-        out[k] = TensorInfo(shape, dtype.lower())
-    if 8 + n + end > size:
-        raise _corrupt(p, f"the header describes {8 + n + end} bytes but the file has {size}")
+        with safe_open(str(p), framework="pt") as f:
+            out = {}
+            for k in f.keys():
+                sl = f.get_slice(k)
+                out[k] = TensorInfo(tuple(int(s) for s in sl.get_shape()), str(sl.get_dtype()).lower())
+    except Exception as e:  # SafetensorError (a Rust exception type), OSError
+        raise _corrupt(p, f"safetensors: {' '.join(str(e).split())[:160]}") from e
     return out
 
 

@@ -87,11 +87,11 @@ class EmbeddingCache:
         if path is not None:
             from safetensors.torch import save_file
 
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
+            from ..media.atomic import atomic_output
+
             meta = {"num_frames": str(feats.num_frames)}
-            save_file({"features": feats.features.contiguous()}, str(tmp), metadata=meta)
-            os.replace(tmp, path)
+            with atomic_output(path) as tmp:
+                save_file({"features": feats.features.contiguous()}, str(tmp), metadata=meta)
 
     @staticmethod
     def _nbytes(feats: AudioFeatures) -> int:

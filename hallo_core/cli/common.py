@@ -44,11 +44,25 @@ def add_options(p: argparse.ArgumentParser, keys) -> None:
             p.add_argument(*s.cli_flags, dest=key, action="store_true", help=s.help)
         elif s.choices:
             p.add_argument(*s.cli_flags, dest=key, default=s.default, choices=s.choices, help=s.help,
-                           type=s.kind if s.kind is not str else None)
+                           type=_choice_type(s))
         else:
             p.add_argument(*s.cli_flags, dest=key, type=number, default=s.default, help=_help(s))
         for old in s.aliases:
             alias(p, old, key, **({"type": number} if s.numeric else {}))
+
+
+def _choice_type(s: Spec):
+    """How argparse reads a choice: the kind, with the hidden value aliases read as their choice
+    (the listed choices stay the schema's own tuple)."""
+    if not s.value_aliases:
+        return s.kind if s.kind is not str else None
+    names = dict(s.value_aliases)
+
+    def read(text: str):
+        return names.get(text, text) if s.kind is str else s.kind(names.get(text, text))
+
+    read.__name__ = s.key  # argparse names the type in its "invalid <type> value" line
+    return read
 
 
 def _help(s: Spec) -> str:

@@ -188,17 +188,17 @@ def run_generate(a) -> int:
             result = session.run(job, framed=framed, audio=audio, progress=progress, should_stop=guard.should_stop)
     except KeyboardInterrupt:  # a second signal: the finished clips are on disk with their checkpoint
         bar.close()
-        return _interrupted(a, out, load_state(ckpt).frames_done if ckpt.is_file() else 0)
+        return report_interrupted(a, out, load_state(ckpt).frames_done if ckpt.is_file() else 0)
     except Exception:
         bar.close()  # the error line starts a line of its own
         raise
     bar.close()
     if result.interrupted:
-        return _interrupted(a, out, result.frames_written)
+        return report_interrupted(a, out, result.frames_written)
     print(f"wrote {out} ({result.frames_written} frames, {result.seconds:.1f} s)")
     return 0
 
 
-def _interrupted(a, out: Path, frames: int) -> int:
+def report_interrupted(a, out: Path, frames: int) -> int:
     print_hint(interrupt_hint(out, frames, FPS, a.argv, a.guard.signal_name))
     return a.guard.exit_code

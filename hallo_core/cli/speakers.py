@@ -16,7 +16,6 @@ from pathlib import Path
 
 from ..errors import UserError, one_line
 from ..options import check_options, unset_to_none
-from .interrupts import interrupt_hint, print_hint
 
 OPTION = "--speaker"
 
@@ -169,7 +168,6 @@ def run_speakers(a) -> int:
 
 
 def _interrupted(a, out: Path, frames: int) -> int:
-    from .generate import FPS
+    from .generate import report_interrupted  # the same hint and exit code as one speaker's run
 
-    print_hint(interrupt_hint(out, frames, FPS, a.argv, a.guard.signal_name))
-    return a.guard.exit_code
+    return report_interrupted(a, out, frames)

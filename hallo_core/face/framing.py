@@ -14,11 +14,13 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 from .check import check_image
+from .defaults import FRAME_MODES  # noqa: F401 (the hosts read it here too)
 from .crop import DEFAULT_MARGIN, MIN_FACE_SIZE, CropBox, crop_for_face, fills_square
 from .errors import FaceTooSmallError, NoFaceError
 from .find import FaceBox, choose_face, detect_faces, draw_faces, get_face_detector
 from .image import ImageLike
 from .preprocess import prepare_face
+
 
 
 @dataclass
@@ -103,14 +105,15 @@ def prepare_framed_face(framing: FaceFraming, models=None, size: int = 512, fram
                         **kwargs):
     """:func:`prepare_face` on what ``framing`` chose: the whole picture or the face's crop.
 
-    ``frame``: "auto" takes the whole picture when ``framing.faithful`` (upstream's path, the
-    plain :func:`prepare_face` call) and the crop otherwise; "crop" always crops; "stretch" squashes
-    the whole picture as upstream does. For a crop, ``crop_box`` and ``source_size`` of
-    the result say where to paste the frames back, and ``landmarks`` are shifted to
-    source pixels. Other keyword arguments go to :func:`prepare_face`.
+    ``frame``, in the framing vocabulary (:data:`FRAME_MODES`):
+    "auto" takes the whole picture when ``framing.faithful`` (upstream's path, the same call)
+    and the crop otherwise; "crop" always crops; "stretch" squashes the whole picture as
+    upstream does. For a crop, ``crop_box`` and ``source_size`` of the result say where to
+    paste the frames back, and ``landmarks`` are shifted to source pixels. Other keyword
+    arguments go to :func:`prepare_face`.
     """
-    if frame not in ("auto", "crop", "stretch"):
-        raise ValueError(f"frame must be 'auto', 'crop' or 'stretch', not {frame!r}")
+    if frame not in FRAME_MODES:
+        raise ValueError(f"frame must be one of {', '.join(FRAME_MODES)}, not {frame!r}")
     if frame == "stretch" or (frame == "auto" and framing.faithful):
         return prepare_face(framing.rgb, models, size=size, **kwargs)
     data = prepare_face(framing.crop_image(), models, size=size, face_hint=framing.face_in_crop(), **kwargs)

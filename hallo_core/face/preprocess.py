@@ -12,7 +12,7 @@ import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -94,16 +94,6 @@ def _landmark_box(landmarks: np.ndarray) -> tuple:
     return float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])
 
 
-def _square_crop(face_box: Tuple[int, int, int, int], width: int, height: int) -> Tuple[int, int, int, int]:
-    """Largest square inside the image, centred on the face box as far as the borders allow."""
-    side = min(width, height)
-    cx = (face_box[0] + face_box[2]) / 2.0
-    cy = (face_box[1] + face_box[3]) / 2.0
-    x0 = int(min(max(round(cx - side / 2.0), 0), width - side))
-    y0 = int(min(max(round(cy - side / 2.0), 0), height - side))
-    return x0, y0, x0 + side, y0 + side
-
-
 def _identity(rgb: np.ndarray, paths: FaceModelPaths, providers, no_face: str, notes: list,
               face_hint=None) -> np.ndarray:
     """Raw ArcFace embedding of the largest SCRFD face of the original image."""
@@ -125,7 +115,7 @@ def _identity(rgb: np.ndarray, paths: FaceModelPaths, providers, no_face: str, n
     return recognizer.embed(rgb, dets.kps[best]).astype(np.float32)
 
 
-def _prepare(rgb: np.ndarray, paths: FaceModelPaths, size: int, mode: str, face_expand_ratio: float,
+def _prepare(rgb: np.ndarray, paths: FaceModelPaths, size: int, face_expand_ratio: float,
              no_face: str, providers, max_faces: int, landmark_backend: str, with_embedding: bool,
              face_hint=None) -> FaceData:
     height, width = rgb.shape[:2]
@@ -158,28 +148,16 @@ def _prepare(rgb: np.ndarray, paths: FaceModelPaths, size: int, mode: str, face_
         emb = np.zeros(EMBEDDING_DIM, dtype=np.float32)
         notes.append("identity embedding skipped (zeros)")
 
-    crop_box = None
-    work, lms = rgb, landmarks
-    if mode == "crop":
-        if landmarks is not None:
-            around = compute_masks(landmarks, width, height, face_expand_ratio).face_box
-        else:
-            around = (0, 0, width, height)
-        crop_box = _square_crop(around, width, height)
-        x0, y0, x1, y1 = crop_box
-        work = rgb[y0:y1, x0:x1]
-        lms = None if landmarks is None else landmarks - np.array([x0, y0], dtype=np.float64)
-    wh, ww = work.shape[:2]
-    if lms is not None:
-        ms = compute_masks(lms, ww, wh, face_expand_ratio)
+    if landmarks is not None:
+        ms = compute_masks(landmarks, width, height, face_expand_ratio)
     else:
-        ms = masks_from_boxes((0, 0, ww, wh), (0, 0, 0, 0), ww, wh)
+        ms = masks_from_boxes((0, 0, width, height), (0, 0, 0, 0), width, height)
 
-    sx, sy = size / float(ww), size / float(wh)
+    sx, sy = size / float(width), size / float(height)
     fb = ms.face_box
     face_box = (int(round(fb[0] * sx)), int(round(fb[1] * sy)), int(round(fb[2] * sx)), int(round(fb[3] * sy)))
     return FaceData(
-        pixels=reference_pixels(work, size),
+        pixels=reference_pixels(rgb, size),
         face_region=face_region(ms.face_mask, size),
         face_emb=torch.from_numpy(np.ascontiguousarray(emb, dtype=np.float32)),
         full_masks=mask_levels(ms.full, size),
@@ -187,7 +165,7 @@ def _prepare(rgb: np.ndarray, paths: FaceModelPaths, size: int, mode: str, face_
         lip_masks=mask_levels(ms.lip, size),
         face_box=face_box,
         size=size,
-        crop_box=crop_box,
+        crop_box=None,
         source_size=(width, height),
         landmarks=None if landmarks is None else torch.from_numpy(landmarks.copy()),
         notes=notes,
@@ -209,7 +187,6 @@ def prepare_face(
     image: ImageLike,
     models: Union[str, os.PathLike, FaceModelPaths, None] = None,
     size: int = 512,
-    mode: str = "stretch",
     face_expand_ratio: float = 1.2,
     no_face: str = "error",
     providers: Optional[Sequence[str]] = None,
@@ -226,9 +203,9 @@ def prepare_face(
             RGB / RGBA / grey, uint8 or float in [0, 1]. Alpha is ignored.
         models: the ``face_analysis`` (or ``face_analysis/models``) folder, or explicit paths.
             Without the .task file, mediapipe's legacy FaceMesh is used when installed.
-        size: working resolution (square, a multiple of 64).
-        mode: "stretch" squashes the whole image to size x size (upstream); "crop" takes the
-            largest square centred on the face and returns its box in ``crop_box``.
+        size: working resolution (square, a multiple of 64). The whole image is squashed to
+            size x size, as upstream does; the square crop around a face in a photo of any shape
+            is the framing's (:func:`hallo_core.face.prepare_framed_face`).
         face_expand_ratio: growth of the face box around the silhouette landmarks.
         no_face: "error" raises NoFaceError; "fallback" goes on like upstream (zero identity
             embedding; without landmarks the whole image is the face box).
@@ -242,8 +219,6 @@ def prepare_face(
 
     The returned tensors are shared with the cache: do not modify them in place.
     """
-    if mode not in ("stretch", "crop"):
-        raise ValueError(f"mode must be 'stretch' or 'crop', not {mode!r}")
     if no_face not in ("error", "fallback"):
         raise ValueError(f"no_face must be 'error' or 'fallback', not {no_face!r}")
     size = int(size)
@@ -252,7 +227,7 @@ def prepare_face(
     rgb = to_rgb_uint8(image)
     paths = _as_paths(models)
     hint = None if face_hint is None else tuple(float(v) for v in face_hint)
-    key = (content_hash(rgb), size, mode, float(face_expand_ratio), no_face, paths.fingerprint(),
+    key = (content_hash(rgb), size, float(face_expand_ratio), no_face, paths.fingerprint(),
            tuple(providers or ()), int(max_faces), landmark_backend, bool(with_embedding), hint)
     if use_cache:
         with _CACHE_LOCK:
@@ -260,7 +235,7 @@ def prepare_face(
             if hit is not None:
                 _CACHE.move_to_end(key)
                 return dataclasses.replace(hit, notes=list(hit.notes))
-    data = _prepare(rgb, paths, size, mode, float(face_expand_ratio), no_face, providers,
+    data = _prepare(rgb, paths, size, float(face_expand_ratio), no_face, providers,
                     int(max_faces), landmark_backend, bool(with_embedding), hint)
     if use_cache:
         with _CACHE_LOCK:

@@ -47,16 +47,31 @@ def load_state_dict_file(path: PathLike) -> Dict[str, torch.Tensor]:
     if not p.is_file():
         raise CheckpointError(f"weights file not found: {p}", fix=REFETCH, path=str(p))
     trace_weight_load(p)
-    try:
-        if p.suffix.lower() == ".safetensors":
+    if p.suffix.lower() == ".safetensors":
+        try:
             from safetensors.torch import load_file
 
             sd = load_file(str(p), device="cpu")
-        else:
-            # only the zip format can be memory-mapped; the legacy format is read whole
-            sd = torch.load(str(p), map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(p))
-    except CheckpointError:
-        raise
+        except Exception as e:  # truncated file, bad header
+            raise _unreadable(p, e) from e
+    else:
+        sd = read_torch_file(p)
+    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict) or not all(torch.is_tensor(v) for v in sd.values()):
+        raise CheckpointError(f"{p} does not hold a plain state dict of tensors", fix=REFETCH, path=str(p))
+    return sd
+
+
+def read_torch_file(p: Path, mmap: bool = True):
+    """``torch.load(weights_only=True)`` on the CPU, its failures as one-line CheckpointErrors.
+
+    ``mmap``: the storages are mapped, not read, so the tensors' pages load only when touched (a
+    caller that looks at keys and shapes reads just the pickle). Only the zip format can be
+    mapped; legacy files are read whole.
+    """
+    try:
+        return torch.load(str(p), map_location="cpu", weights_only=True, mmap=mmap and zipfile.is_zipfile(p))
     except Exception as e:  # truncated zip, bad header, pickled objects, ...
         refused = _refused_global(e)
         if refused is not None:
@@ -65,15 +80,13 @@ def load_state_dict_file(path: PathLike) -> Dict[str, torch.Tensor]:
                 "unpickling such objects can run code; refusing to unpickle it (only plain tensor state "
                 "dicts are read, with torch.load(weights_only=True))", fix=REFETCH, path=str(p)
             ) from e
-        raise CheckpointError(
-            f"cannot read weights file {p}: the file may be truncated or corrupt ({type(e).__name__}: "
-            f"{_first_line(e)[:160]})", fix="download it again", path=str(p)
-        ) from e
-    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
-        sd = sd["state_dict"]
-    if not isinstance(sd, dict) or not all(torch.is_tensor(v) for v in sd.values()):
-        raise CheckpointError(f"{p} does not hold a plain state dict of tensors", fix=REFETCH, path=str(p))
-    return sd
+        raise _unreadable(p, e) from e
+
+
+def _unreadable(p: Path, e: Exception) -> CheckpointError:
+    return CheckpointError(
+        f"cannot read weights file {p}: the file may be truncated or corrupt ({type(e).__name__}: "
+        f"{_first_line(e)[:160]})", fix="download it again", path=str(p))
 
 
 def _refused_global(e: Exception) -> "str | None":
@@ -101,8 +114,10 @@ def _refused_global(e: Exception) -> "str | None":
 
 
 def _first_line(e: Exception) -> str:
+    """The first sentence of a library's message (torch's zip errors go on for a paragraph of advice)."""
     s = str(e).strip().splitlines()
-    return s[0][:300] if s else ""
+    first = s[0].split(". ")[0] if s else ""
+    return first[:160]
 
 
 def check_state_dict(model: nn.Module, sd: Dict[str, torch.Tensor], source: str = "state dict", limit: int = 5) -> None:
@@ -157,5 +172,5 @@ def convert_to_safetensors(src: PathLike, dst: PathLike, dtype: torch.dtype = to
     return len(out)
 
 
-__all__ = ["CheckpointError", "trace_weight_load", "TRACE_ENV", "load_state_dict_file", "check_state_dict", "load_hallo_weights",
-           "convert_to_safetensors"]
+__all__ = ["CheckpointError", "trace_weight_load", "TRACE_ENV", "load_state_dict_file", "read_torch_file",
+           "check_state_dict", "load_hallo_weights", "convert_to_safetensors"]

@@ -1,14 +1,23 @@
-"""Put generated face crops back into the source picture, one clip at a time.
+"""Put generated frames back into the source picture: the pack's one paste-back.
 
-The frame is the source image scaled to the output size (once); each generated frame is
-resized to the crop's place and scale in it and blended in with a feathered edge. Outside
-the crop the output bytes are the source bytes. Only the clip being pasted is held at
-full resolution, so memory does not grow with the video's length.
+:class:`FramePaster` pastes a face crop: the frame is the source image scaled to the output
+size (once); each generated frame is resized to the crop's place and scale in it and blended
+in with a feathered edge. Outside the crop the output bytes are the source bytes.
+:class:`ResizePaster` is its counterpart for frames of the whole picture (no crop).
+:func:`paster_for` picks one for a FaceData and its photo. Both the CLI (as each clip streams,
+:class:`PasteBackSink`; after the upscaler, :func:`hallo_core.upscale.upscale_video`) and the
+Paste Back node (:func:`paste_frames`, :func:`paste_to_file`, :func:`paste_video`) use them.
+Only the frame being pasted is held at full resolution, so memory does not grow with the
+video's length.
+
+(Hallo2's upscaler pastes its restored faces with upstream's own parse-mask blend,
+:mod:`hallo_core.upscale.paste`: a different operation, kept as upstream computes it.)
 """
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -16,27 +25,11 @@ import torch
 
 from ..face.crop import DEFAULT_MAX_SIDE, CropBox, output_size
 from ..face.defaults import DEFAULT_FEATHER
-from ..media.video import FrameSink
+from ..media.video import FrameSink, frames_to_uint8
 
 
-def frames_to_uint8(frames) -> np.ndarray:
-    """[n, 3, S, S] (sink layout) or [n, S, S, 3] (IMAGE layout), float [0, 1] or uint8 -> [n, S, S, 3] uint8.
-
-    Floats round half up, as the sinks do, so pasting then encoding equals encoding the crop.
-    """
-    if isinstance(frames, torch.Tensor):
-        frames = frames.detach()
-        if frames.dtype != torch.uint8:
-            frames = frames.float().clamp(0, 1).mul(255).add(0.5).floor().to(torch.uint8)
-        if frames.ndim == 4 and frames.shape[1] == 3 and frames.shape[-1] != 3:
-            frames = frames.permute(0, 2, 3, 1)
-        return np.ascontiguousarray(frames.cpu().numpy())
-    arr = np.asarray(frames)
-    if arr.dtype != np.uint8:
-        arr = np.floor(np.clip(arr.astype(np.float32), 0, 1) * 255 + 0.5).astype(np.uint8)
-    if arr.ndim == 4 and arr.shape[1] == 3 and arr.shape[-1] != 3:
-        arr = arr.transpose(0, 2, 3, 1)
-    return np.ascontiguousarray(arr)
+class SourceMismatchError(ValueError):
+    """The photo given for paste-back is not the one the face data was made from."""
 
 
 def _ramp(length: int, feather: float, fade_start: bool, fade_end: bool) -> np.ndarray:
@@ -54,7 +47,40 @@ def _ramp(length: int, feather: float, fade_start: bool, fade_end: bool) -> np.n
     return w
 
 
-class FramePaster:
+class _Paster:
+    width: int
+    height: int
+
+    @property
+    def size(self) -> Tuple[int, int]:
+        return self.width, self.height
+
+    def paste(self, frames) -> np.ndarray:
+        """Generated frames (any layout :func:`hallo_core.media.video.frames_to_uint8` takes) ->
+        [n, H, W, 3] uint8 full frames."""
+        raise NotImplementedError
+
+    def paste_each(self, frames: Iterable) -> Iterator[np.ndarray]:
+        """One full [H, W, 3] uint8 frame per frame of ``frames``, read one at a time."""
+        for f in frames:
+            yield self.paste(f)[0]
+
+
+class ResizePaster(_Paster):
+    """Frames of the whole picture (no crop): each is resized to the output size, which also
+    undoes upstream's squash of a non-square photo."""
+
+    def __init__(self, width: int, height: int) -> None:
+        self.width, self.height = int(width), int(height)
+
+    def paste(self, frames) -> np.ndarray:
+        gen = frames_to_uint8(frames)
+        return np.stack([cv2.resize(g, (self.width, self.height),
+                                    interpolation=cv2.INTER_AREA if g.shape[1] > self.width else cv2.INTER_CUBIC)
+                         for g in gen])
+
+
+class FramePaster(_Paster):
     """Paste working-size frames into the source picture at ``crop``.
 
     Args:
@@ -111,19 +137,13 @@ class FramePaster:
         self.alpha = np.ascontiguousarray(kept * (ay[:, None] * ax[None, :])[:, :, None])
         self.visible = (bx0, by0, bx1, by1)
 
-    @property
-    def size(self) -> Tuple[int, int]:
-        return self.width, self.height
-
     def paste(self, frames, onto: Optional[np.ndarray] = None) -> np.ndarray:
-        """Generated frames (any layout :func:`frames_to_uint8` takes) -> [n, H, W, 3] uint8 full frames.
+        """Generated frames (any layout :func:`hallo_core.media.video.frames_to_uint8` takes) -> [n, H, W, 3] uint8 full frames.
 
         ``onto``: full frames to paste into (changed in place and returned) instead of the photo,
         for several crops in one frame.
         """
         gen = frames_to_uint8(frames)
-        if gen.ndim == 3:
-            gen = gen[None]
         n = gen.shape[0]
         rx0, ry0, rx1, ry1 = self.rect
         vx0, vy0, vx1, vy1 = self.visible
@@ -147,9 +167,69 @@ class FramePaster:
             out[i, vy0:vy1, vx0:vx1] = np.floor(mixed + 0.5).clip(0, 255).astype(np.uint8)
         return out
 
-    def paste_images(self, images) -> torch.Tensor:
-        """ComfyUI IMAGE in ([n, S, S, 3] float) -> IMAGE out ([n, H, W, 3] float32 in [0, 1])."""
-        return torch.from_numpy(self.paste(images)).float().div_(255.0)
+
+def paster_for(face, source: np.ndarray, max_side: int = DEFAULT_MAX_SIDE,
+               feather: float = DEFAULT_FEATHER) -> _Paster:
+    """The paster for ``face`` (FaceData) and ``source``, the [H, W, 3] uint8 photo it was made from:
+    a :class:`FramePaster` at its crop, or a :class:`ResizePaster` when it is of the whole picture.
+
+    Raises :class:`SourceMismatchError` when the photo's size is not the one the face data records.
+    """
+    h, w = source.shape[:2]
+    made_for = getattr(face, "source_size", None)
+    if made_for is not None and tuple(int(v) for v in made_for) != (w, h):
+        raise SourceMismatchError(f"the source image is {w}x{h}, but the face data was made from a "
+                                  f"{made_for[0]}x{made_for[1]} image")
+    if getattr(face, "crop_box", None) is None:
+        return ResizePaster(*output_size(w, h, max_side))
+    return FramePaster(source, CropBox.from_box(face.crop_box, (w, h)), max_side=max_side, feather=feather)
+
+
+@dataclass
+class PasteReport:
+    """Filled in while :func:`paste_frames` runs."""
+
+    frames: int = 0
+    last: Optional[np.ndarray] = None  # the last full frame (RGB uint8), for a host's preview
+
+
+def paste_frames(frames: Iterable, paster: _Paster, total: Optional[int] = None,
+                 progress: Optional[Callable[[int, Optional[int]], None]] = None,
+                 interrupt: Optional[Callable[[], None]] = None,
+                 report: Optional[PasteReport] = None) -> Iterator[np.ndarray]:
+    """Full [H, W, 3] uint8 frames, one per frame of ``frames`` (read lazily): ``interrupt()`` is
+    called before each (raise to stop), ``progress(done, total)`` after."""
+    report = report if report is not None else PasteReport()
+    for f in frames:
+        if interrupt is not None:
+            interrupt()
+        report.last = paster.paste(f)[0]
+        report.frames += 1
+        if progress is not None:
+            progress(report.frames, total)
+        yield report.last
+
+
+def paste_to_file(frames: Iterable, output_path, paster: _Paster, fps, *, audio_from=None, waveform=None,
+                  sample_rate: int = 16000, **kwargs) -> PasteReport:
+    """Paste ``frames`` and write the full-frame mp4 (complete or not at all, see
+    :func:`hallo_core.media.video.write_video`). Audio: ``waveform``, or the track of ``audio_from``.
+    ``kwargs`` go to :func:`paste_frames`."""
+    from ..media.video import write_video
+
+    report = kwargs.pop("report", None) or PasteReport()
+    write_video(output_path, paste_frames(frames, paster, report=report, **kwargs), fps, audio_from=audio_from,
+                waveform=waveform, sample_rate=sample_rate)
+    return report
+
+
+def paste_video(input_path, output_path, paster: _Paster, **kwargs) -> PasteReport:
+    """File to file: every frame of the video ``input_path`` pasted, its audio copied."""
+    from ..media.video import probe, read_frames
+
+    info = probe(input_path)
+    kwargs.setdefault("total", info.frames)
+    return paste_to_file(read_frames(input_path), output_path, paster, info.fps, audio_from=input_path, **kwargs)
 
 
 class PasteBackSink(FrameSink):
@@ -168,8 +248,7 @@ class PasteBackSink(FrameSink):
         self.inner.open(self.paster.width, self.paster.height, fps, start_frame=start_frame)
 
     def write(self, frames: torch.Tensor) -> None:
-        full = torch.from_numpy(self.paster.paste(frames))
-        self.inner.write(full.permute(0, 3, 1, 2).float().div_(255.0))
+        self.inner.write_rgb(self.paster.paste(frames))
 
     @property
     def committed_frames(self) -> int:

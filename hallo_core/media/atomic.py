@@ -116,14 +116,18 @@ def temp_path_for(final: PathLike) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_output(final: PathLike) -> Iterator[Path]:
+def atomic_output(final: PathLike, temp: Optional[PathLike] = None) -> Iterator[Path]:
     """Yield a temporary path; when the block ends normally it is renamed to ``final`` (an existing
     file there is replaced only then). On any exception, interrupts included, the temporary file is
-    removed and ``final`` is left as it was."""
+    removed and ``final`` is left as it was.
+
+    ``temp``: the temporary name, for a writer whose leftovers after a hard kill must be found again
+    (the resume checkpoint's ``.tmp``); default :func:`temp_path_for`. It must be in ``final``'s folder.
+    """
     final = Path(final)
     made = [d for d in (final.parent, *final.parent.parents) if not d.exists()]  # deepest first
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path_for(final)
+    tmp = Path(temp) if temp is not None else temp_path_for(final)
     try:
         yield tmp
     except BaseException:

@@ -1,14 +1,23 @@
 """Any photo in, full-frame video out: the glue between face framing, the sampler's sink and the file.
 
-:func:`frame_input` runs before any generation model loads: it decodes and checks the
-photo, finds and picks the face, and decides how the video is framed:
+The framing vocabulary, one for the CLI (``--frame``), the face node (``mode``) and the engine
+(:data:`FRAME_MODES`), says what the user asks for:
 
-* ``whole``: the picture goes to the model whole (a square photo the face fills, in auto
-  mode: upstream's faithful path, the very same ``prepare_face`` call; or ``stretch``:
-  upstream's squash of any photo into the square);
-* ``square``: the square crop around the face is the video;
-* ``paste``: the crop is animated and every clip is pasted back into the photo as it
-  streams (:class:`hallo_core.io.paste_back.PasteBackSink`), at the photo's aspect.
+* ``auto``: a square photo the face fills goes to the model whole (upstream's path, the very
+  same ``prepare_face`` call); any other photo is cropped around the chosen face;
+* ``crop``: always the square crop around the chosen face;
+* ``stretch``: upstream's squash of the whole photo into the square, whatever its aspect.
+
+:func:`frame_input` runs before any generation model loads: it decodes and checks the
+photo, finds and picks the face, prepares what the model animates and resolves the request
+into one of :data:`RESOLVED_MODES`, what the video shows:
+
+* ``whole``: the whole picture (``stretch``, or ``auto`` on a square photo the face fills);
+* ``crop``: the square crop around the face is the video;
+* ``paste``: the crop is animated and every clip is pasted back into the photo as it streams
+  (:class:`hallo_core.io.paste_back.PasteBackSink`), at the photo's aspect. ``auto`` resolves
+  to it on a photo that is not animated whole, unless the host pastes back itself
+  (``paste_back=False``: the face node, whose Paste Back node comes later in the graph).
 
 The resume checkpoint keeps what the sampler keeps (working-size motion frames and the RNG
 state); the paste-back geometry is folded into its hash, so a resume with another output
@@ -21,15 +30,15 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Union
+from typing import TYPE_CHECKING, Optional, Sequence, Union
 
-from ..face.defaults import DEFAULT_FEATHER, DEFAULT_MARGIN, DEFAULT_MAX_SIDE
+from ..face.defaults import DEFAULT_FEATHER, DEFAULT_MARGIN, DEFAULT_MAX_SIDE, FRAME_MODES
 
 if TYPE_CHECKING:  # imported where used: the CLI reads FRAME_MODES for --help without numpy or torch
     from ..face.crop import CropBox
     from ..io.paste_back import FramePaster
 
-FRAME_MODES = ("auto", "square", "stretch")
+RESOLVED_MODES = ("whole", "crop", "paste")
 
 
 @dataclass
@@ -38,7 +47,7 @@ class FramedInput:
 
     framing: object  # hallo_core.face.FaceFraming
     face: object  # hallo_core.types.FaceData, what the model animates
-    mode: str  # "whole", "square" or "paste"
+    mode: str  # one of RESOLVED_MODES
     paster: Optional[FramePaster]  # set in "paste" mode
 
     def sink(self, inner):
@@ -55,7 +64,7 @@ class FramedInput:
 
     @property
     def resume_tag(self) -> str:
-        """Empty for whole/square (their frames are the sampler's), else the paste geometry."""
+        """Empty for whole/crop (their frames are the sampler's), else the paste geometry."""
         if self.paster is None:
             return ""
         return f"|paste {self.paster.width}x{self.paster.height} crop {self.paster.crop.box} rect {self.paster.rect}"
@@ -65,7 +74,8 @@ class FramedInput:
         n = len(fr.faces)
         if n == 0:
             return (f"no face found ({fr.detector}): the whole {fr.source_size[0]}x{fr.source_size[1]} image is "
-                    "animated with no face (--no-face fallback: zero identity, the whole image as the face region)")
+                    "animated with no face (the no-face fallback: zero identity, the whole image as the face "
+                    "region)")
         head = f"{n} face{'s' if n != 1 else ''} found ({fr.detector}), animating face {fr.index} (0 = leftmost)"
         if self.mode == "whole":
             return f"{head}; whole {fr.source_size[0]}x{fr.source_size[1]} image"
@@ -92,15 +102,19 @@ class FramedInput:
 def frame_input(image, face_models: Optional[Union[str, os.PathLike]], size: int = 512,
                 face_index: Optional[int] = None, frame: str = "auto", margin: float = DEFAULT_MARGIN,
                 max_side: int = DEFAULT_MAX_SIDE, detector: str = "auto",
-                feather: float = DEFAULT_FEATHER, no_face: str = "error", **prepare_kw) -> FramedInput:
+                feather: float = DEFAULT_FEATHER, no_face: str = "error",
+                providers: Optional[Sequence[str]] = None, paste_back: bool = True,
+                **prepare_kw) -> FramedInput:
     """Check ``image`` (a path or pixels), choose the face and prepare what the model animates.
 
-    ``frame``: "auto" (whole picture when it is a square the face fills, else crop and paste
-    back), "square" (the crop is the video) or "stretch" (upstream's squash). ``detector``:
-    "auto" (SCRFD when ``face_models`` holds it, else mediapipe), "scrfd" or "mediapipe".
+    ``frame``: one of :data:`FRAME_MODES` (see the module's docstring). ``detector``: "auto"
+    (SCRFD when ``face_models`` holds it, else mediapipe), "scrfd" or "mediapipe".
+    ``providers``: onnxruntime providers for SCRFD and ArcFace (None: CPU). ``paste_back``:
+    False resolves a cropped ``auto`` to "crop" instead of "paste" (the host pastes back).
     ``no_face``: "error" raises NoFaceError; "fallback" animates a picture without a usable face
     as upstream does (zero identity embedding; no landmarks: the whole image is the face region),
-    the whole picture when no face is found at all.
+    the whole picture when no face is found at all. A face asked for by ``face_index`` that is
+    not there stays an error either way.
     Raises :class:`hallo_core.face.BadImageError` subclasses with a message for the user.
     """
     from ..face import frame_face, load_image, prepare_framed_face
@@ -113,23 +127,24 @@ def frame_input(image, face_models: Optional[Union[str, os.PathLike]], size: int
         raise ValueError(f"no_face must be 'error' or 'fallback', not {no_face!r}")
     if isinstance(image, (str, os.PathLike)):
         image = load_image(image)
+    prepare_kw["providers"] = providers
     det_path = FaceModelPaths.from_dir(face_models).detector if face_models is not None else None
     try:
-        framing = frame_face(image, detector_path=det_path, face_index=face_index, margin=margin, backend=detector)
+        framing = frame_face(image, detector_path=det_path, face_index=face_index, margin=margin, backend=detector,
+                             providers=providers)
     except NoFaceError:
         if no_face != "fallback" or face_index is not None:  # a chosen face that is not there stays an error
             raise
         return _faceless(image, face_models, size, detector, prepare_kw)
     prepare_kw["no_face"] = no_face
-    engine_frame = {"auto": "auto", "square": "crop", "stretch": "stretch"}[frame]
     if frame == "stretch" and face_index is not None:
         # the whole picture's landmarks would otherwise follow the largest face, not the chosen one
         prepare_kw.setdefault("face_hint", framing.face.box)
-    face = prepare_framed_face(framing, face_models, size=size, frame=engine_frame, **prepare_kw)
+    face = prepare_framed_face(framing, face_models, size=size, frame=frame, **prepare_kw)
     if frame == "stretch" or (frame == "auto" and framing.faithful):
         return FramedInput(framing, face, "whole", None)
-    if frame == "square":
-        return FramedInput(framing, face, "square", None)
+    if frame == "crop" or not paste_back:
+        return FramedInput(framing, face, "crop", None)
     from ..io.paste_back import FramePaster
 
     paster = FramePaster(framing.rgb, framing.crop, max_side=max_side, feather=feather)
@@ -159,7 +174,7 @@ def write_sidecar(video, framed: FramedInput, source=None) -> Path:
 
 def paster_from_sidecar(sidecar: Union[str, os.PathLike], image: Union[str, os.PathLike, None] = None,
                         max_side: int = DEFAULT_MAX_SIDE, feather: float = DEFAULT_FEATHER) -> FramePaster:
-    """A FramePaster for a square crop video made by ``generate --frame square``.
+    """A FramePaster for a square crop video made by ``generate --frame crop``.
 
     ``image`` overrides the sidecar's source path (it must have the recorded size). The
     crop frames may be any size (e.g. upscaled): each is resized to the crop's place.
@@ -169,7 +184,7 @@ def paster_from_sidecar(sidecar: Union[str, os.PathLike], image: Union[str, os.P
     from ..face.crop import CropBox
     from ..io.paste_back import FramePaster
 
-    fix = "give the photo and crop record of a `generate --frame square` run"
+    fix = "give the photo and crop record of a `generate --frame crop` run"
     try:
         meta = json.loads(Path(sidecar).read_text())
     except FileNotFoundError:

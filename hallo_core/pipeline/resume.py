@@ -69,25 +69,28 @@ def checkpoint_path_for(output: Union[str, os.PathLike]) -> Path:
 
 
 def save_state(path: Path, state: ResumeState) -> None:
-    """Atomic write (temp file + rename): a kill never leaves a half-written checkpoint.
+    """Atomic write (temp file + rename, :func:`hallo_core.media.atomic.atomic_output`): a kill
+    never leaves a half-written checkpoint, and a failed write leaves no temp file.
 
     The state is serialised in memory and written with plain file I/O, so a full disk is an
     OSError naming its cause (torch's own writer reports it as a stream position mismatch); the
-    temporary file is removed and the error is the user's :class:`OutputError`.
+    error is the user's :class:`OutputError`.
     """
+    from ..media.atomic import atomic_output
+
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp_name = path.with_name(path.name + ".tmp")
     buf = io.BytesIO()
     torch.save({"version": STATE_VERSION, "input_hash": state.input_hash, "next_clip": state.next_clip,
                 "frames_done": state.frames_done, "motion": state.motion.float().cpu(),
                 "rng_state": state.rng_state.cpu()}, buf)
     try:
-        with open(tmp, "wb") as f:
-            f.write(buf.getbuffer())
-        os.replace(tmp, path)
+        with atomic_output(path, temp=tmp_name) as tmp:
+            with open(tmp, "wb") as f:
+                f.write(buf.getbuffer())
     except OSError as e:
         with contextlib.suppress(OSError):
-            tmp.unlink()
+            tmp_name.unlink()
         raise OutputError(f"the resume checkpoint {path} cannot be written ({e.strerror or e})",
                           fix="free disk space (or write {=out} to another disk) and run again with {=resume}: "
                               "the finished clips are kept", path=str(path)) from None

@@ -159,7 +159,7 @@ def stream_speakers(runs: Sequence, plan, sink: FrameSink, checkpoint: Optional[
             if len(clips) < len(runs):
                 break
             full = plan.composite([c.output for c in clips])
-            sink.write(torch.from_numpy(full).permute(0, 3, 1, 2).float().div_(255.0))
+            sink.write_rgb(full)
             done += 1
             if checkpoint is not None:
                 checkpoint.clip_done(SpeakersState(run_hash, [c.state for c in clips]), sink.committed_frames)

@@ -3,18 +3,17 @@ background upscaling, paste-back, streamed video upscaling (no ComfyUI import).
 
 Main entry points:
 
-- :func:`upscale_frames` (IMAGE frames in, upscaled frames out, streamed window by window)
-- :func:`upscale_frames_bgr` (the same on OpenCV BGR uint8 frames)
-- :func:`upscale_video` / :func:`load_upscaler_models` (file -> file, audio copied)
-- :func:`run_upscale` (``python -m hallo_core upscale``)
+- :func:`upscale_frames` (RGB frames in, upscaled RGB uint8 frames out, streamed window by window)
+- :func:`upscale_to_file` (frames in, an mp4 out), :func:`upscale_video` (file -> file, audio copied)
+- :func:`load_upscaler_models` (upstream's weight files)
 """
 
 from .._lazy import lazy_exports
 
 _EXPORTS = {
     ".background": ("rrdb_upscaler", "tensor_upscaler", "upscale_background"),
-    ".file_upscale": ("UpscalerModels", "load_upscaler_models", "run_upscale", "upscale_video"),
-    ".video_upscale": ("UpscaleReport", "upscale_frames", "upscale_frames_bgr"),
+    ".file_upscale": ("UpscalerModels", "load_upscaler_models", "upscale_to_file", "upscale_video"),
+    ".video_upscale": ("UpscaleReport", "upscale_frames"),
     ".windows": ("Window", "iter_windows", "window_schedule"),
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

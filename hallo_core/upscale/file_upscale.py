@@ -1,4 +1,4 @@
-"""Video file -> video file upscaling, and the ``python -m hallo_core upscale`` command.
+"""Upscaling into a video file: the CLI's ``upscale`` and the Temporal Upscale node's file mode.
 
 The weights are read from upstream's ``pretrained_models/`` layout, whose file names
 ``hallo_core.assets.layout`` holds (``UPSCALER_FILES``).
@@ -6,18 +6,17 @@ The weights are read from upstream's ``pretrained_models/`` layout, whose file n
 
 from __future__ import annotations
 
-import argparse
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Iterable, Optional, Union
 
 import torch
 
 from ..assets.layout import UPSCALER_FILES as WEIGHT_FILES
+from ..media.video import DEFAULT_QP, probe, read_frames, write_video
 from .background import Upscaler, rrdb_upscaler
-from ..media.video_io import probe, read_frames_bgr, write_video
-from .video_upscale import UpscaleReport, upscale_frames_bgr
+from .video_upscale import UpscaleReport, upscale_frames
 
 
 @dataclass
@@ -58,69 +57,54 @@ def load_upscaler_models(
     return UpscalerModels(cf, det, parser, bg)
 
 
+def upscale_to_file(
+    frames: Iterable,
+    output_path: Union[str, os.PathLike],
+    models: UpscalerModels,
+    fps,
+    scale: int = 2,
+    fidelity: float = 0.5,
+    *,
+    audio_from: Union[str, os.PathLike, None] = None,
+    waveform=None,
+    sample_rate: int = 16000,
+    qp: int = DEFAULT_QP,
+    paster=None,
+    **kwargs,
+) -> UpscaleReport:
+    """Upscale ``frames`` (anything :func:`~hallo_core.upscale.video_upscale.upscale_frames` takes,
+    read lazily) into an H.264 mp4 at ``fps``, with the audio of ``waveform`` or ``audio_from``.
+
+    Streams: frames are restored and encoded window by window (RAM holds one 16-frame window).
+    The file appears under ``output_path`` only once complete. ``kwargs`` go to
+    :func:`~hallo_core.upscale.video_upscale.upscale_frames` (face_upsample, face_mode, missing_face,
+    landmark_smoothing, fp16, progress, interrupt, total).
+
+    ``paster``: a paster of :mod:`hallo_core.io.paste_back` for a crop video; each restored frame
+    is pasted into the source photo as it streams, so the output has the photo's aspect and size.
+    """
+    report = kwargs.pop("report", None) or UpscaleReport()
+    out = upscale_frames(frames, models.codeformer, models.detector, models.parser, models.bg_upscaler, scale,
+                         fidelity, report=report, **kwargs)
+    if paster is not None:
+        out = paster.paste_each(out)
+    write_video(output_path, out, fps, audio_from=audio_from, waveform=waveform, sample_rate=sample_rate, qp=qp)
+    return report
+
+
 def upscale_video(
     input_path: Union[str, os.PathLike],
     output_path: Union[str, os.PathLike],
     models: UpscalerModels,
     scale: int = 2,
     fidelity: float = 0.5,
-    crf: int = 18,
     progress: Optional[Callable[[int, Optional[int]], None]] = None,
-    paster=None,
     **kwargs,
 ) -> UpscaleReport:
-    """Upscale a video file into an H.264 mp4 with the input's audio copied.
+    """File to file: every frame of ``input_path`` upscaled (the last one included), its audio copied.
 
-    Streams: frames are decoded, restored and encoded window by window (RAM holds one
-    16-frame window). Every input frame is written, the last one included. ``kwargs`` go
-    to :func:`~hallo_core.upscale.video_upscale.upscale_frames_bgr` (face_upsample,
-    face_mode, missing_face, landmark_smoothing, fp16, interrupt).
-
-    ``paster``: a :class:`hallo_core.io.paste_back.FramePaster` for a square crop video;
-    each restored frame is pasted into the source photo as it streams, so the output has
-    the photo's aspect and size (capped by the paster's ``max_side``).
+    ``kwargs`` go to :func:`upscale_to_file` (qp, paster, face_upsample, ...).
     """
     info = probe(input_path)
-    report = UpscaleReport()
-    frames = upscale_frames_bgr(
-        read_frames_bgr(input_path), models.codeformer, models.detector, models.parser,
-        models.bg_upscaler, scale, fidelity, progress=progress, total=info.frames, report=report, **kwargs)
-    if paster is not None:
-        frames = _pasted_bgr(frames, paster)
-    write_video(output_path, frames, info.fps, audio_from=input_path, crf=crf)
-    return report
-
-
-def _pasted_bgr(frames, paster):
-    """BGR crop frames (any size) -> BGR full frames, one at a time."""
-    for bgr in frames:
-        yield paster.paste(bgr[None, :, :, ::-1])[0][:, :, ::-1]
-
-
-def run_upscale(args: argparse.Namespace) -> int:
-    """Entry point of ``hallo upscale``: ``args`` are the CLI's parsed options (hallo_core/cli/upscale.py)."""
-    import logging
-    import sys
-
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    paster = None  # read before the models load: a wrong crop record fails fast
-    if args.paste_into is not None:
-        from ..pipeline.full_frame import paster_from_sidecar, sidecar_path
-
-        sidecar = args.framing or sidecar_path(args.input)
-        paster = paster_from_sidecar(sidecar, args.paste_into or None, max_side=args.max_side)
-    models = load_upscaler_models(args.model_dir, args.device, args.fp16, args.bg_tile,
-                                  use_bg_upscaler=not args.no_bg_upsampler)
-
-    def progress(done: int, total: Optional[int]) -> None:
-        sys.stderr.write(f"\rupscale: {done}/{total or '?'} frames")
-        sys.stderr.flush()
-
-    report = upscale_video(args.input, args.output, models, args.upscale, args.fidelity_weight, crf=args.crf,
-                           progress=progress, paster=paster, face_upsample=args.face_upsample, face_mode=args.face,
-                           missing_face=args.missing_face, landmark_smoothing=args.smooth_landmarks,
-                           fp16=args.fp16)
-    # the CLI writes to a temporary name and renames it once complete: name the file the user gave
-    shown = getattr(args, "final_output", None) or args.output
-    sys.stderr.write(f"\nwrote {report.frames} frames to {shown} ({report.faceless} without a face)\n")
-    return 0
+    return upscale_to_file(read_frames(input_path), output_path, models, info.fps, scale, fidelity,
+                           audio_from=input_path, progress=progress, total=info.frames, **kwargs)

@@ -5,6 +5,10 @@ restore the window's faces together with the temporal CodeFormer, upscale each o
 frame's background, paste the face back.  Only one window of frames is held at a time and
 each finished frame is yielded at once, so memory does not grow with the clip length.
 
+Frames come in and go out as RGB uint8 ``[H, W, 3]``, the pack's pixel convention; inside,
+everything is OpenCV's BGR, the order every number of upstream's face restoration is defined in
+(one flip on the way in, one on the way out).
+
 Differences from upstream ``scripts/video_sr.py`` (docs/deviations.md, "Upscaler"): the
 last frame is kept; a frame without a usable face is passed through background-upscaled
 instead of crashing the run; the grayscale check is per frame.
@@ -37,25 +41,7 @@ class UpscaleReport:
     windows: int = 0
     faceless: int = 0  # frames passed through without a restored face
     faceless_indices: List[int] = field(default_factory=list)
-
-
-# --- conversions between ComfyUI IMAGE frames and OpenCV's BGR uint8 --------------------
-
-def to_bgr_uint8(frame) -> np.ndarray:
-    """[H, W, 3] RGB float in [0, 1] (tensor or array) or uint8 -> BGR uint8."""
-    if isinstance(frame, torch.Tensor):
-        frame = frame.detach().cpu()
-        if frame.dtype != torch.uint8:
-            frame = (frame.float().clamp(0, 1) * 255.0).round().to(torch.uint8)
-        frame = frame.numpy()
-    elif frame.dtype != np.uint8:
-        frame = (np.clip(frame.astype(np.float32), 0, 1) * 255.0).round().astype(np.uint8)
-    return np.ascontiguousarray(frame[:, :, 2::-1])
-
-
-def to_rgb_float(img: np.ndarray) -> torch.Tensor:
-    """BGR uint8 -> [H, W, 3] RGB float32 tensor in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(img[:, :, ::-1])).float().div_(255.0)
+    last: Optional[np.ndarray] = None  # the last frame yielded (RGB uint8), for a host's preview
 
 
 def _crop_to_tensor(crop: np.ndarray) -> torch.Tensor:
@@ -112,8 +98,21 @@ class _Restorer:
         return [_tensor_to_face(o) for o in out]
 
 
-def upscale_frames_bgr(
-    frames: Iterable[np.ndarray],
+def _iter_input(frames) -> Iterator:
+    if isinstance(frames, (torch.Tensor, np.ndarray)) and frames.ndim == 4:
+        return (frames[i] for i in range(frames.shape[0]))
+    return iter(frames)
+
+
+def _bgr(frame) -> np.ndarray:
+    """One RGB frame (any layout :func:`hallo_core.media.video.frames_to_uint8` takes) -> BGR uint8."""
+    from ..media.video import frames_to_uint8
+
+    return np.ascontiguousarray(frames_to_uint8(frame)[0, :, :, ::-1])
+
+
+def upscale_frames(
+    frames: Union[torch.Tensor, np.ndarray, Iterable],
     codeformer: torch.nn.Module,
     detector,
     parser: Optional[torch.nn.Module],
@@ -133,12 +132,37 @@ def upscale_frames_bgr(
     total: Optional[int] = None,
     report: Optional[UpscaleReport] = None,
 ) -> Iterator[np.ndarray]:
-    """Same as :func:`upscale_frames` on BGR uint8 frames, yielding BGR uint8 frames."""
+    """Upscale a talking-head clip ``scale`` times with Hallo2's temporal face restoration.
+
+    Args:
+        frames: ``[N, H, W, 3]`` RGB frames (uint8, or float in [0, 1] such as a ComfyUI IMAGE,
+            rounded half up once), or any iterable of ``[H, W, 3]`` frames (read lazily, window
+            by window; :func:`hallo_core.media.video.read_frames` gives a file's).
+        codeformer: temporal CodeFormer with ``inference(x [1,F,3,S,S], w, adain)``.
+        detector: RetinaFace with upstream's ``detect_faces(bgr_uint8, conf_threshold, nms_threshold)``.
+        parser: ParseNet (19 classes) for the paste mask; None = square mask only.
+        bg_upscaler: ``upscale_x2(bgr_uint8) -> bgr_uint8`` (RealESRGAN x2plus) or None (Lanczos only).
+        scale: output factor, 1, 2, 4 or 8 (x2 neural, the rest Lanczos, as upstream).
+        fidelity: CodeFormer fidelity weight w (0 = codebook only, 1 = closest to input).
+        face_upsample: also upscale the restored face with ``bg_upscaler`` (upstream's option).
+        face_mode: which detected face: 'last' (upstream), 'largest' or 'center'.
+        missing_face: 'passthrough' (background only) or 'hold' (reuse the last landmarks).
+        landmark_smoothing: temporal smoothing of the landmarks, 0 = off.
+        fp16: the CodeFormer under fp16 autocast on CUDA (upstream's --fp16).
+        progress: ``progress(done, total)`` after each frame; ``interrupt()`` before each
+            window and frame (raise to stop); ``total`` the frame count when known (default:
+            ``len(frames)``); ``report`` an :class:`UpscaleReport` to fill in.
+
+    Yields:
+        ``[H*scale, W*scale, 3]`` RGB uint8 frames, one per input frame, in order.
+    """
     if int(scale) != scale or int(scale) < 1:
         raise ValueError(f"scale must be a positive integer (1, 2, 4, 8), got {scale}")
     if missing_face not in ("passthrough", "hold"):
         raise ValueError("missing_face must be 'passthrough' or 'hold'")
     scale = int(scale)
+    if total is None and hasattr(frames, "__len__"):
+        total = len(frames)
     if isinstance(bg_upscaler, torch.nn.Module):
         bg_upscaler = rrdb_upscaler(bg_upscaler)
     report = report if report is not None else UpscaleReport()
@@ -148,7 +172,7 @@ def upscale_frames_bgr(
     det_cache: dict = {}  # frame index -> landmarks (overlap frames are not detected twice)
     held: Optional[np.ndarray] = None  # last landmarks seen, for missing_face='hold'
 
-    for win, raw in iter_windows(frames, chunk, overlap):
+    for win, raw in iter_windows((_bgr(f) for f in _iter_input(frames)), chunk, overlap):
         if interrupt is not None:
             interrupt()
         report.windows += 1
@@ -194,55 +218,12 @@ def upscale_frames_bgr(
                     face = _gray_adain(face, crop)
                 out = paste_face(bg, face, m, scale, parser=parser, face_upsampler=face_up)
             report.frames += 1
+            report.last = np.ascontiguousarray(out[:, :, ::-1])
             if progress is not None:
                 progress(report.frames, total)
-            yield out
+            yield report.last
 
     if report.faceless:
         logger.warning(
             "temporal upscaler: %d of %d frames had no usable face and were only background-upscaled",
             report.faceless, report.frames)
-
-
-def _iter_input(frames) -> Iterator:
-    if isinstance(frames, torch.Tensor) and frames.ndim == 4:
-        return (frames[i] for i in range(frames.shape[0]))
-    if isinstance(frames, np.ndarray) and frames.ndim == 4:
-        return (frames[i] for i in range(frames.shape[0]))
-    return iter(frames)
-
-
-def upscale_frames(
-    frames: Union[torch.Tensor, Iterable[torch.Tensor]],
-    codeformer: torch.nn.Module,
-    detector,
-    parser: Optional[torch.nn.Module],
-    bg_upscaler: Optional[Upscaler],
-    scale: int = 2,
-    fidelity: float = 0.5,
-    **kwargs,
-) -> Iterator[torch.Tensor]:
-    """Upscale a talking-head clip ``scale`` times with Hallo2's temporal face restoration.
-
-    Args:
-        frames: ``[N, H, W, 3]`` RGB float tensor in [0, 1] (ComfyUI IMAGE) or any iterable
-            of ``[H, W, 3]`` frames (read lazily, window by window).
-        codeformer: temporal CodeFormer with ``inference(x [1,F,3,S,S], w, adain)``.
-        detector: RetinaFace with upstream's ``detect_faces(bgr_uint8, conf_threshold, nms_threshold)``.
-        parser: ParseNet (19 classes) for the paste mask; None = square mask only.
-        bg_upscaler: ``upscale_x2(bgr_uint8) -> bgr_uint8`` (RealESRGAN x2plus) or None (Lanczos only).
-        scale: output factor, 1, 2, 4 or 8 (x2 neural, the rest Lanczos, as upstream).
-        fidelity: CodeFormer fidelity weight w (0 = codebook only, 1 = closest to input).
-        **kwargs: ``face_upsample``, ``face_mode`` ('last' = upstream, 'largest', 'center'),
-            ``missing_face`` ('passthrough' or 'hold' = reuse the last landmarks),
-            ``landmark_smoothing`` (0 = off), ``fp16``, ``progress(done, total)``,
-            ``interrupt()`` (raise to stop), ``total``, ``report`` (:class:`UpscaleReport`).
-
-    Yields:
-        ``[H*scale, W*scale, 3]`` RGB float32 tensors in [0, 1], one per input frame, in order.
-    """
-    if kwargs.get("total") is None and hasattr(frames, "__len__"):
-        kwargs["total"] = len(frames)
-    bgr = (to_bgr_uint8(f) for f in _iter_input(frames))
-    for out in upscale_frames_bgr(bgr, codeformer, detector, parser, bg_upscaler, scale, fidelity, **kwargs):
-        yield to_rgb_float(out)
