@@ -83,9 +83,13 @@ def run_in_comfy_python(script: str, timeout: float = 900, **env) -> dict:
 
     if not COMFYUI_PATH:
         pytest.skip("COMFYUI_PATH is not set (the nodes import ComfyUI's comfy_api)")
-    full_env = dict(os.environ, REPO=str(REPO), **env)
-    out = subprocess.run([PYTHON, "-c", PACK_IMPORT + textwrap.dedent(script)], env=full_env, cwd=str(REPO),
-                         capture_output=True, text=True, timeout=timeout)
+    import tempfile
+
+    # the scripts' temporary model folders and outputs (hundreds of MB) go when the script ends
+    with tempfile.TemporaryDirectory(prefix="hallo_comfy_script_") as tmp:
+        full_env = dict(os.environ, REPO=str(REPO), TMPDIR=tmp, **env)
+        out = subprocess.run([PYTHON, "-c", PACK_IMPORT + textwrap.dedent(script)], env=full_env, cwd=str(REPO),
+                             capture_output=True, text=True, timeout=timeout)
     assert out.returncode == 0, out.stderr[-4000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
