@@ -30,8 +30,22 @@ def _default_settings():
     return GenerationSettings()
 
 
+class OutputFile:
+    """Where a job's video goes (``out``, with ``~`` expanded) and where its resume checkpoint lives."""
+
+    out: PathLike
+
+    @property
+    def out_path(self) -> Path:
+        return Path(os.path.expanduser(os.fspath(self.out)))
+
+    @property
+    def checkpoint(self) -> Path:
+        return checkpoint_path_for(self.out_path)
+
+
 @dataclass
-class GenerateJob:
+class GenerateJob(OutputFile):
     """One video: inputs, output and every setting that decides its frames or its file."""
 
     image: PathLike
@@ -49,14 +63,6 @@ class GenerateJob:
     separator: bool = True
     audio_features: str = "auto"  # "auto", "float32" or "float16"
     resume: bool = False
-
-    @property
-    def out_path(self) -> Path:
-        return Path(os.path.expanduser(os.fspath(self.out)))
-
-    @property
-    def checkpoint(self) -> Path:
-        return checkpoint_path_for(self.out_path)
 
 
 @dataclass

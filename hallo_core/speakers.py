@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Union
 
 from .errors import UserError
+from .job import OutputFile
 
 PathLike = Union[str, os.PathLike]
 MIN_SPEAKERS = 2
@@ -288,7 +289,7 @@ def _default_settings():
 
 
 @dataclass
-class SpeakersJob:
+class SpeakersJob(OutputFile):
     """One multi-speaker video: the photo, the speakers, the output and every frame-deciding setting."""
 
     image: PathLike
@@ -304,16 +305,6 @@ class SpeakersJob:
     audio_features: str = "auto"
     resume: bool = False
     feather: Optional[float] = None
-
-    @property
-    def out_path(self) -> Path:
-        return Path(os.path.expanduser(os.fspath(self.out)))
-
-    @property
-    def checkpoint(self) -> Path:
-        from .pipeline.resume import checkpoint_path_for
-
-        return checkpoint_path_for(self.out_path)
 
     def frame(self, face_models: Optional[PathLike]) -> FramedSpeakers:
         return frame_speakers(self.image, self.speakers, face_models, size=self.size, margin=self.margin,
