@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import socket
@@ -109,6 +110,27 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def execution_errors(entry: dict) -> str:
+    """The execution errors of a finished prompt's history entry: node type, message, traceback tail."""
+    return "\n".join(f"{m[1]['node_type']}: {m[1]['exception_message']}\n{''.join(m[1]['traceback'])[-2500:]}"
+                      for m in entry["status"]["messages"] if m[0] == "execution_error")
+
+
+def output_files(srv: "Server", entry: dict, suffix: str) -> list[Path]:
+    """The files a prompt saved to the server's output folder whose names end with ``suffix``."""
+    out = []
+    for ui in entry["outputs"].values():
+        for item in ui.get("images", []) + ui.get("videos", []):
+            if item.get("type") == "output" and item["filename"].endswith(suffix):
+                out.append(srv.root / "output" / item.get("subfolder", "") / item["filename"])
+    return sorted(out)
+
+
+def short_clip_frames() -> int:
+    """Frames of the SHORT_SECONDS speech cut the server suites use (44.1 kHz in, 16 kHz at 25 fps)."""
+    return math.ceil(round(SHORT_SECONDS * 44100) / 44100 * 16000 / 640)
 
 
 class Server:

@@ -9,9 +9,7 @@ prepare_landmarks). Skipped without COMFYUI_PATH or where the server cannot run 
 
 from __future__ import annotations
 
-import math
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,7 +19,9 @@ if not os.environ.get("COMFYUI_PATH"):
                 allow_module_level=True)
 
 from tests import workflow_format as wf  # noqa: E402
-from tests.comfy_server import SHORT_SECONDS, face_server  # noqa: E402
+from tests.comfy_server import face_server  # noqa: E402
+from tests.comfy_server import execution_errors as _errors, output_files as _outputs  # noqa: E402
+from tests.comfy_server import short_clip_frames as _expected_frames  # noqa: E402
 
 NAME = "hallo2_full_frame"
 CPU_OVERRIDES = {"LoadAudio": {"audio": "hallo_speech_short.wav"}, "Hallo_FaceAnalysis": {"size": 128},
@@ -56,24 +56,6 @@ def _prompt(**changes) -> dict:
         node["inputs"].update(CPU_OVERRIDES.get(node["class_type"], {}))
         node["inputs"].update(changes.get(node["class_type"], {}))
     return api
-
-
-def _errors(entry: dict) -> str:
-    return "\n".join(f"{m[1]['node_type']}: {m[1]['exception_message']}{''.join(m[1]['traceback'])[-2000:]}"
-                     for m in entry["status"]["messages"] if m[0] == "execution_error")
-
-
-def _outputs(srv, entry: dict, suffix: str) -> list[Path]:
-    out = []
-    for ui in entry["outputs"].values():
-        for item in ui.get("images", []) + ui.get("videos", []):
-            if item.get("type") == "output" and item["filename"].endswith(suffix):
-                out.append(srv.root / "output" / item.get("subfolder", "") / item["filename"])
-    return sorted(out)
-
-
-def _expected_frames() -> int:
-    return math.ceil(round(SHORT_SECONDS * 44100) / 44100 * 16000 / 640)
 
 
 def _outside(crop, shape, grow: int = 0) -> np.ndarray:

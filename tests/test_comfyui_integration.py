@@ -30,6 +30,7 @@ if not (Path(COMFYUI_PATH) / "main.py").is_file():
 
 from tests import workflow_format as wf  # noqa: E402
 from tests.comfy_server import PACK_NAME, SHORT_SECONDS, Server, launch, shared_fixtures  # noqa: E402
+from tests.comfy_server import execution_errors as _errors  # noqa: E402
 
 CPU_OVERRIDES = {  # node class -> input overrides that keep a CPU run short
     "LoadAudio": {"audio": "hallo_speech_short.wav"},
@@ -82,12 +83,6 @@ def _saved_videos(srv: Server, entry: dict) -> list[Path]:
             if item.get("type") == "output" and item["filename"].endswith(".mp4"):
                 out.append(srv.root / "output" / item.get("subfolder", "") / item["filename"])
     return out
-
-
-def _errors(entry: dict) -> str:
-    msgs = [m for m in entry["status"]["messages"] if m[0] == "execution_error"]
-    return "\n".join(f"{m[1]['node_type']}: {m[1]['exception_message']}\n{''.join(m[1]['traceback'])[-2500:]}"
-                     for m in msgs)
 
 
 def test_pack_imports_without_failure(server):
