@@ -86,13 +86,12 @@ def inp(tmp_path_factory):
     import torch
 
     from hallo_core.cli.main import main
-    from tests.support.models_folder import build_models_dir
+    from tests.support.models_mirror import tiny_models
 
     if not FIXTURES.is_dir():
         pytest.skip(f"real fixtures not found at {FIXTURES} (../shared is absent)")
     root = tmp_path_factory.mktemp("cli_batch")
-    torch.manual_seed(0)
-    models = build_models_dir(root / "models")
+    models = tiny_models(root / "models")
     from tests.landmarks_env import offline_landmarks_skip_reason, write_tasks_bundle
 
     if offline_landmarks_skip_reason():  # no legacy FaceMesh here: the Tasks path on a real-model bundle

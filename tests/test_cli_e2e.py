@@ -40,16 +40,14 @@ def _cli(*args: str, **kw) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     import soundfile as sf
-    import torch
 
-    from tests.support.models_folder import build_models_dir
+    from tests.support.models_mirror import tiny_models
 
     if not FIXTURES.is_dir():
         pytest.skip(f"real fixtures not found at {FIXTURES} (../shared is absent)")
     fixtures_dir = FIXTURES
     root = tmp_path_factory.mktemp("cli_e2e")
-    torch.manual_seed(0)
-    models = build_models_dir(root / "models")
+    models = tiny_models(root / "models")
     from tests.landmarks_env import offline_landmarks_skip_reason, write_tasks_bundle
 
     if offline_landmarks_skip_reason():  # no legacy FaceMesh here: run the Tasks path on a real-model bundle

@@ -46,7 +46,7 @@ def inp(tmp_path_factory):
     import soundfile as sf
 
     from tests.support import cli_runner
-    from tests.support.models_folder import build_models_dir
+    from tests.support.models_mirror import tiny_models
 
     if not FIXTURES.is_dir():
         pytest.skip(f"real fixtures not found at {FIXTURES} (../shared is absent)")
@@ -58,8 +58,7 @@ def inp(tmp_path_factory):
     from tests.landmarks_env import offline_landmarks_skip_reason, write_tasks_bundle
 
     root = tmp_path_factory.mktemp("cli_full_frame")
-    torch.manual_seed(0)
-    models = build_models_dir(root / "models")
+    models = tiny_models(root / "models")
     if offline_landmarks_skip_reason():  # no legacy FaceMesh here: the Tasks path on a real-model bundle
         from hallo_core.face.landmarks import TASK_FILENAME
 

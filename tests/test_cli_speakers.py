@@ -38,7 +38,7 @@ def base(tmp_path_factory):
     import soundfile as sf
 
     from tests.support import cli_runner
-    from tests.support.models_folder import build_models_dir
+    from tests.support.models_mirror import tiny_models
 
     if not FIXTURES.is_dir():
         pytest.skip(f"real fixtures not found at {FIXTURES} (../shared is absent)")
@@ -48,8 +48,7 @@ def base(tmp_path_factory):
     from tests.landmarks_env import offline_landmarks_skip_reason, write_tasks_bundle
 
     root = tmp_path_factory.mktemp("cli_speakers")
-    torch.manual_seed(0)
-    models = build_models_dir(root / "models", faces=two_people_scrfd_faces())
+    models = tiny_models(root / "models", faces=two_people_scrfd_faces())
     if offline_landmarks_skip_reason():  # no legacy FaceMesh here: the Tasks path on a real-model bundle
         from hallo_core.face.landmarks import TASK_FILENAME
 

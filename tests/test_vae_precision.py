@@ -30,7 +30,6 @@ def test_policy_dtypes():
 
 @pytest.fixture(scope="module")
 def vaes():
-    torch.set_num_threads(2)
     return build_overflow_vae(), build_overflow_vae(dtype=torch.float16)
 
 
@@ -89,11 +88,11 @@ def test_cli_fp16_run_decodes_an_overflowing_vae(tmp_path):
     import soundfile as sf
 
     from tests.landmarks_env import offline_landmarks_skip_reason, write_tasks_bundle
-    from tests.support.models_folder import build_models_dir
+    from tests.support.models_mirror import tiny_models
 
     if not FIXTURES.is_dir():
         pytest.skip(f"real fixtures not found at {FIXTURES} (../shared is absent)")
-    models = build_models_dir(tmp_path / "models")
+    models = tiny_models(tmp_path / "models")
     shutil.rmtree(models / "sd-vae-ft-mse")
     write_overflow_vae(models / "sd-vae-ft-mse")
     if offline_landmarks_skip_reason():
