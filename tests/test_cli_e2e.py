@@ -1,10 +1,10 @@
 """``python -m hallo_core`` end to end as a subprocess: tiny random models in the official layout,
 the real fixture portrait and the first 0.8 s of the fixture speech.
 
-The first generate starts a cold interpreter, as a user does; the interrupted, killed and resumed
-runs are children forked from a warm one (tests/support/cli_runner.py), which skips the seconds
-of imports per run. The resumed videos must equal the cold run's frames, so the two starts are
-compared as well."""
+The first generate and the Ctrl-C'd run start a cold interpreter, as a user does; the refused,
+killed and resumed runs are children forked from a warm one (tests/support/cli_runner.py), which
+skips the seconds of imports per run. The resumed video must equal the cold run's frames, so the
+two starts are compared as well."""
 
 from __future__ import annotations
 
@@ -134,13 +134,16 @@ def test_interrupted_run_refuses_other_settings_then_resumes_to_the_same_video(i
     full = inputs["root"] / "hallo.mp4"
     if not full.is_file():
         pytest.skip("needs the generate test's output")
+    from tests.support.cli_signals import interrupt_after_first_clip
+
     warm = _warm(inputs)
     out = inputs["root"] / "hallo_interrupted.mp4"
     ckpt = out.with_name(out.name + ".resume.pt")
-    # the bar counts steps over all clips: step 2 of 4 ends the first clip (tests/support/cli_signals.py)
-    r = warm.signal_when(_generate_args(inputs, out), REPO, r"\| 2/4 \[", signal.SIGINT)
-    assert r.returncode == 130, r.stderr[-3000:]
-    assert "Traceback" not in r.stderr and "--resume" in r.stderr.strip().splitlines()[-1]
+    # a cold interpreter, as a user's Ctrl-C reaches it; the refused and the resumed runs are warm
+    rc, err, _ = interrupt_after_first_clip([sys.executable, "-m", "hallo_core", *_generate_args(inputs, out)],
+                                            steps=2, env=_env(), cwd=REPO)
+    assert rc == 130, err[-3000:]
+    assert "Traceback" not in err and "--resume" in err.strip().splitlines()[-1]
     assert ckpt.is_file() and _probe(out)[0].shape[0] == 16
     before = out.read_bytes()
     r = warm.run(_generate_args(inputs, out, "--resume", "--seed", "7"), REPO)
