@@ -9,6 +9,29 @@ FIXTURES = SHARED / "fixtures"
 REFERENCE = SHARED / "reference"
 
 
+def _torch_threads() -> int:
+    """What torch starts with in a child of this run: OMP_NUM_THREADS, or the CPUs this process may use."""
+    try:
+        return max(int(os.environ.get("OMP_NUM_THREADS", "")), 1)
+    except ValueError:
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+THREADS = _torch_threads()
+
+
+@pytest.fixture(autouse=True)
+def torch_threads():
+    """Every test computes with the thread count its CLI children start with: the thread count
+    changes float rounding, so an in-process run and a child's run of the same job agree only on
+    the same count; and a count one test sets does not leak into the next."""
+    import sys
+
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(THREADS)
+    yield
+
+
 @pytest.fixture
 def fixtures_dir():
     if not FIXTURES.is_dir():

@@ -11,7 +11,6 @@ from tests._audio_util import tiny_encoder
 
 @pytest.fixture(scope="module")
 def enc():
-    torch.set_num_threads(2)
     return tiny_encoder()
 
 

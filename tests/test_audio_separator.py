@@ -92,7 +92,6 @@ def test_non_official_file_warns_and_wrong_signature_fails(tmp_path, caplog):
 
 
 def test_embed_with_separator(models):
-    torch.set_num_threads(2)
     enc = tiny_encoder()
     wave = tone(2.0, 44100, freqs=(200.0, 900.0), channels=2)
     calls = []

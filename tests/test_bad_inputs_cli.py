@@ -399,19 +399,8 @@ def _needs_faces(job):
 def _interrupt_after_first_clip(job, sig: int):
     """Start generate, send ``sig`` once the first clip's last step is done (the progress bar
     counts steps over all clips), return the result (tests/support/cli_signals.py explains
-    the moment; test_cli_e2e does the same to a cold ``python -m hallo_core``)."""
-    import re
-    import time
-
-    warm = job["base"]["warm"]
-    pid = warm.start(gen_argv(job), cwd=job["dir"])
-    first_clip = re.compile(r"\| %d/\d+ \[" % OPTIONS["steps"])
-    deadline = time.monotonic() + 300
-    while not first_clip.search(warm.stderr_so_far()):
-        assert time.monotonic() < deadline, warm.stderr_so_far()[-3000:]
-        time.sleep(0.02)
-    os.kill(pid, sig)
-    return warm.wait()
+    the moment; test_cli_e2e does the same)."""
+    return job["base"]["warm"].signal_when(gen_argv(job), job["dir"], r"\| %d/\d+ \[" % OPTIONS["steps"], sig)
 
 
 def test_ctrl_c_keeps_a_playable_mp4_and_resume_finishes_it(job):

@@ -11,8 +11,6 @@ from hallo_core.io.checkpoints import (
 )
 from tests.support.tiny_unets import TinyParts, randomize, rel, run_clip, tiny_inputs
 
-torch.set_num_threads(1)
-
 
 @pytest.fixture(scope="module")
 def trained():

@@ -15,8 +15,6 @@ from hallo_core.io.checkpoints import CheckpointError
 from hallo_core.assets.headers import compare_manifest, onnx_check, safetensors_manifest, torch_manifest, zip_check
 from tests.support.models_mirror import mirror, replace, shared_tiny_models
 
-torch.set_num_threads(1)
-
 
 @pytest.fixture(scope="module")
 def models():

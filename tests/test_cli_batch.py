@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.support.cli_signals import signals_as_a_terminal_gives_them
+
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(os.environ.get("HALLO_SHARED", REPO.parent / "shared")) / "fixtures"
 
@@ -49,8 +51,8 @@ def _env(**extra) -> dict:
     return env
 
 
-def _batch_cmd(jobs: Path, models: Path, *extra: str) -> list:
-    return [sys.executable, "-m", "hallo_core", "batch", str(jobs), "--models", str(models), "--device", "cpu", *extra]
+def _batch_argv(jobs: Path, models: Path, *extra: str) -> list:
+    return ["batch", str(jobs), "--models", str(models), "--device", "cpu", *extra]
 
 
 def _frames(path: Path) -> np.ndarray:
@@ -84,13 +86,12 @@ def inp(tmp_path_factory):
     import torch
 
     from hallo_core.cli.main import main
-    from tests.support.models_folder import build_models_dir
+    from tests.support.models_mirror import tiny_models
 
     if not FIXTURES.is_dir():
         pytest.skip(f"real fixtures not found at {FIXTURES} (../shared is absent)")
     root = tmp_path_factory.mktemp("cli_batch")
-    torch.manual_seed(0)
-    models = build_models_dir(root / "models")
+    models = tiny_models(root / "models")
     from tests.landmarks_env import offline_landmarks_skip_reason, write_tasks_bundle
 
     if offline_landmarks_skip_reason():  # no legacy FaceMesh here: the Tasks path on a real-model bundle
@@ -129,6 +130,21 @@ def inp(tmp_path_factory):
     return {"models": models, "src": src, "refs": refs}
 
 
+@pytest.fixture(scope="module")
+def warm(inp):
+    """``hallo batch`` runs as children of a warm interpreter (tests/support/cli_runner.py): the same
+    entry point without seconds of imports per run. The Ray test starts a cold one."""
+    from tests.support import cli_runner
+
+    if not cli_runner.available():
+        pytest.skip("the warm CLI runner needs os.fork")
+    logs = inp["src"].parent / "logs"
+    logs.mkdir(exist_ok=True)
+    server = cli_runner.WarmCli(env=_env(), log_dir=logs)
+    yield server
+    server.close()
+
+
 def _assert_same_videos(inp, out_dir: Path) -> None:
     for i in GOOD:
         got = _frames(out_dir / f"v{i}.mp4")
@@ -138,12 +154,12 @@ def _assert_same_videos(inp, out_dir: Path) -> None:
 
 
 def _run_until(cmd: list, env: dict, stdout_file: Path, ready, act, timeout: float = 900) -> tuple:
-    """Run ``cmd``; once ``ready(stderr so far)`` call ``act(proc, stderr)``; then wait for the end.
+    """Run ``cmd`` cold; once ``ready(stderr so far)`` call ``act(proc, stderr)``; then wait for the end.
     (exit code, stdout, stderr)."""
     buf = bytearray()
     with open(stdout_file, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.PIPE)
+                                stderr=subprocess.PIPE, preexec_fn=signals_as_a_terminal_gives_them)
 
         def pump():
             while True:
@@ -183,7 +199,7 @@ def _summary(stdout: str) -> dict:
     return rows
 
 
-def test_batch_reads_the_weights_once_and_equals_standalone_generate(inp, tmp_path):
+def test_batch_reads_the_weights_once_and_equals_standalone_generate(inp, warm, tmp_path):
     """Six jobs, one with a guidance scale generate refuses: five videos equal to standalone runs,
     the bad one in one line, exit code 2, each weights file read once."""
     folder = tmp_path / "batch"
@@ -191,8 +207,7 @@ def test_batch_reads_the_weights_once_and_equals_standalone_generate(inp, tmp_pa
     for f in inp["src"].iterdir():
         os.symlink(f, folder / f.name)
     trace = tmp_path / "trace.log"
-    r = subprocess.run(_batch_cmd(jobs, inp["models"]), cwd=REPO, env=_env(HALLO_TRACE_LOADS=str(trace)),
-                       capture_output=True, text=True, timeout=900)
+    r = warm.run(_batch_argv(jobs, inp["models"]), REPO, env={"HALLO_TRACE_LOADS": str(trace)}, timeout=900)
     assert r.returncode == 2, r.stderr[-3000:]
     assert "Traceback" not in r.stderr
     bad = [line for line in r.stderr.splitlines() if line.startswith(f"job {BAD} ")]
@@ -207,7 +222,7 @@ def test_batch_reads_the_weights_once_and_equals_standalone_generate(inp, tmp_pa
     _assert_same_videos(inp, folder / "out")
 
 
-def test_interrupted_batch_keeps_finished_jobs_and_continues_the_stopped_one(inp, tmp_path):
+def test_interrupted_batch_keeps_finished_jobs_and_continues_the_stopped_one(inp, warm, tmp_path):
     """A CSV of the same jobs, Ctrl-C while job 3 runs: exit 130 with the summary, job 3 a playable
     partial with its checkpoint. Run again: jobs 1 and 2 are not redone (same files), job 3
     continues, and every video equals its standalone run."""
@@ -216,10 +231,9 @@ def test_interrupted_batch_keeps_finished_jobs_and_continues_the_stopped_one(inp
     for f in inp["src"].iterdir():
         os.symlink(f, folder / f.name)
     out = folder / "out"
-    first_clip = re.compile(rb"job 3: [^\r\n]*\| 2/6 \[")  # job 3's first clip has its two steps
-    rc, stdout, stderr = _run_until(_batch_cmd(jobs, inp["models"]), _env(), tmp_path / "stdout.txt",
-                                    lambda buf: first_clip.search(buf) is not None,
-                                    lambda proc, buf: proc.send_signal(signal.SIGINT))
+    first_clip = r"job 3: [^\r\n]*\| 2/6 \["  # job 3's first clip has its two steps
+    r = warm.signal_when(_batch_argv(jobs, inp["models"]), REPO, first_clip, signal.SIGINT, timeout=900)
+    rc, stdout, stderr = r.returncode, r.stdout, r.stderr
     assert rc == 130, stderr[-3000:]
     assert "Traceback" not in stderr and "continue with:" in stderr
     summary = _summary(stdout)
@@ -229,8 +243,7 @@ def test_interrupted_batch_keeps_finished_jobs_and_continues_the_stopped_one(inp
     assert _frames(v3).shape[0] == 16  # the first clip, playable
     kept = {i: os.stat(out / f"v{i}.mp4") for i in (1, 2)}
 
-    r = subprocess.run(_batch_cmd(jobs, inp["models"]), cwd=REPO, env=_env(), capture_output=True, text=True,
-                       timeout=900)
+    r = warm.run(_batch_argv(jobs, inp["models"]), REPO, timeout=900)
     assert r.returncode == 2, r.stderr[-3000:]
     assert _summary(r.stdout) == {1: "finished earlier", 2: "finished earlier", 3: "done", BAD: "bad", 5: "done",
                                   6: "done"}, r.stdout
@@ -241,7 +254,7 @@ def test_interrupted_batch_keeps_finished_jobs_and_continues_the_stopped_one(inp
     _assert_same_videos(inp, out)
 
 
-def test_bad_rows_are_one_line_each_and_the_exit_code_says_so(inp, tmp_path):
+def test_bad_rows_are_one_line_each_and_the_exit_code_says_so(inp, warm, tmp_path):
     """Rows generate's parser refuses, a duplicate output and an unreadable line: each its own
     line, nothing runs, no weights are read."""
     folder = tmp_path / "bad"
@@ -259,8 +272,7 @@ def test_bad_rows_are_one_line_each_and_the_exit_code_says_so(inp, tmp_path):
     jobs = folder / "jobs.jsonl"
     jobs.write_text("\n".join(rows) + "\n")
     trace = tmp_path / "trace.log"
-    r = subprocess.run(_batch_cmd(jobs, inp["models"]), cwd=REPO, env=_env(HALLO_TRACE_LOADS=str(trace)),
-                       capture_output=True, text=True, timeout=300)
+    r = warm.run(_batch_argv(jobs, inp["models"]), REPO, env={"HALLO_TRACE_LOADS": str(trace)}, timeout=900)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-3000:]
     lines = {int(m.group(1)): ln for ln in r.stderr.splitlines() for m in [re.match(r"job (\d+) \(", ln)] if m}
     assert "unknown field 'stepz'" in lines[1] and "steps" in lines[1]
@@ -290,8 +302,8 @@ def test_ray_workers_give_the_same_frames_and_a_killed_worker_s_job_resumes(inp,
         killed.append(int(running.search(buf).group(1)))
         os.kill(killed[0], signal.SIGKILL)
 
-    rc, stdout, stderr = _run_until(_batch_cmd(jobs, inp["models"], "--workers", "2", "--ray"),
-                                    _env(RAY_USAGE_STATS_ENABLED="0"), tmp_path / "stdout.txt",
+    cmd = [sys.executable, "-m", "hallo_core", *_batch_argv(jobs, inp["models"], "--workers", "2", "--ray")]
+    rc, stdout, stderr = _run_until(cmd, _env(RAY_USAGE_STATS_ENABLED="0"), tmp_path / "stdout.txt",
                                     lambda buf: running.search(buf) is not None and ckpt.is_file(), kill)
     killed = killed[0]
     assert rc == 2, stderr[-4000:]

@@ -1,11 +1,17 @@
 """``python -m hallo_core`` end to end as a subprocess: tiny random models in the official layout,
-the real fixture portrait and the first 0.8 s of the fixture speech."""
+the real fixture portrait and the first 0.8 s of the fixture speech.
+
+The first generate and the Ctrl-C'd run start a cold interpreter, as a user does; the refused,
+killed and resumed runs are children forked from a warm one (tests/support/cli_runner.py), which
+skips the seconds of imports per run. The resumed video must equal the cold run's frames, so the
+two starts are compared as well."""
 
 from __future__ import annotations
 
 import argparse
 import math
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -34,16 +40,14 @@ def _cli(*args: str, **kw) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     import soundfile as sf
-    import torch
 
-    from tests.support.models_folder import build_models_dir
+    from tests.support.models_mirror import tiny_models
 
     if not FIXTURES.is_dir():
         pytest.skip(f"real fixtures not found at {FIXTURES} (../shared is absent)")
     fixtures_dir = FIXTURES
     root = tmp_path_factory.mktemp("cli_e2e")
-    torch.manual_seed(0)
-    models = build_models_dir(root / "models")
+    models = tiny_models(root / "models")
     from tests.landmarks_env import offline_landmarks_skip_reason, write_tasks_bundle
 
     if offline_landmarks_skip_reason():  # no legacy FaceMesh here: run the Tasks path on a real-model bundle
@@ -54,7 +58,19 @@ def inputs(tmp_path_factory):
     wave, sr = sf.read(str(fixtures_dir / "speech_1.wav"), dtype="float32")
     wav = root / "short.wav"
     sf.write(str(wav), wave[: int(SECONDS * sr)], sr)
-    return {"models": models, "wav": wav, "image": fixtures_dir / "portrait_5.jpg", "root": root}
+    from tests.support import cli_runner
+
+    (root / "logs").mkdir()
+    warm = cli_runner.WarmCli(env=_env(), log_dir=root / "logs") if cli_runner.available() else None
+    yield {"models": models, "wav": wav, "image": fixtures_dir / "portrait_5.jpg", "root": root, "warm": warm}
+    if warm is not None:
+        warm.close()
+
+
+def _warm(inp):
+    if inp["warm"] is None:
+        pytest.skip("the warm CLI runner needs os.fork")
+    return inp["warm"]
 
 
 def _generate_args(inp, out: Path, *extra: str) -> list:
@@ -115,23 +131,25 @@ def test_interrupted_run_refuses_other_settings_then_resumes_to_the_same_video(i
     """Ctrl-C once the first clip is written: exit 130, the clip kept with its checkpoint; a
     --resume with another seed is refused without touching it; --resume finishes the video to
     the frames of the uninterrupted run and removes the checkpoint."""
-    from tests.support.cli_signals import interrupt_after_first_clip
-
     full = inputs["root"] / "hallo.mp4"
     if not full.is_file():
         pytest.skip("needs the generate test's output")
+    from tests.support.cli_signals import interrupt_after_first_clip
+
+    warm = _warm(inputs)
     out = inputs["root"] / "hallo_interrupted.mp4"
     ckpt = out.with_name(out.name + ".resume.pt")
+    # a cold interpreter, as a user's Ctrl-C reaches it; the refused and the resumed runs are warm
     rc, err, _ = interrupt_after_first_clip([sys.executable, "-m", "hallo_core", *_generate_args(inputs, out)],
                                             steps=2, env=_env(), cwd=REPO)
     assert rc == 130, err[-3000:]
     assert "Traceback" not in err and "--resume" in err.strip().splitlines()[-1]
     assert ckpt.is_file() and _probe(out)[0].shape[0] == 16
     before = out.read_bytes()
-    r = _cli(*_generate_args(inputs, out, "--resume", "--seed", "7"))
+    r = warm.run(_generate_args(inputs, out, "--resume", "--seed", "7"), REPO)
     assert r.returncode == 2 and "resume checkpoint" in r.stderr
     assert out.read_bytes() == before and ckpt.is_file()
-    r = _cli(*_generate_args(inputs, out, "--resume"))
+    r = warm.run(_generate_args(inputs, out, "--resume"), REPO)
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"resuming {out} at clip 2 of 2" in r.stderr
     assert not ckpt.exists()
@@ -141,43 +159,34 @@ def test_interrupted_run_refuses_other_settings_then_resumes_to_the_same_video(i
 def test_hallo2_killed_mid_run_resumes_to_the_same_video(inputs):
     """--hallo2 through the CLI, SIGKILLed from outside once a resume checkpoint is on disk, then
     --resume: the finished video decodes to the frames of an uninterrupted run."""
-    import signal
-    import time
-
     import soundfile as sf
+    import torch
 
+    warm = _warm(inputs)
     root = inputs["root"]
     wave, sr = sf.read(str(FIXTURES / "speech_1.wav"), dtype="float32")
     wav = root / "long.wav"
-    seconds = 6 * 16 / 25  # 96 frames = 6 clips: the checkpoint appears after ~3, the kill lands mid-run
+    clips = 4  # a clip's checkpoint is written once the next clip is in the file: the kill lands with 1 or 2 left
+    seconds = clips * 16 / 25
     sf.write(str(wav), wave[: int(seconds * sr)], sr)
     args = dict(inputs, wav=wav)
 
     full = root / "h2_full.mp4"
-    r = _cli(*_generate_args(args, full, "--hallo2"))
+    r = warm.run(_generate_args(args, full, "--hallo2"), REPO)
     assert r.returncode == 0, r.stderr[-3000:]
 
     out = root / "h2_killed.mp4"
     ckpt = out.with_name(out.name + ".resume.pt")
-    proc = subprocess.Popen([sys.executable, "-m", "hallo_core", *_generate_args(args, out, "--hallo2")],
-                            cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    while not ckpt.is_file() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    still_running = proc.poll() is None
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
-    assert still_running, "the run finished before a checkpoint was seen: " + proc.stderr.read()[-2000:]
-    import torch
-
+    r = warm.signal_when(_generate_args(args, out, "--hallo2"), REPO, lambda err: ckpt.is_file(), signal.SIGKILL)
+    assert r.returncode == -signal.SIGKILL, "the run ended before a checkpoint was seen: " + r.stderr[-2000:]
     done_clips = torch.load(ckpt, weights_only=True)["next_clip"]
-    assert 0 < done_clips < 6
+    assert 0 < done_clips < clips
 
-    r = _cli(*_generate_args(args, out, "--hallo2", "--resume"))
+    r = warm.run(_generate_args(args, out, "--hallo2", "--resume"), REPO)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert f"resuming {out} at clip {done_clips + 1} of 6" in r.stderr
+    assert f"resuming {out} at clip {done_clips + 1} of {clips}" in r.stderr
     a, rate_a, _, audio_a = _probe(full)
     b, rate_b, _, audio_b = _probe(out)
-    assert a.shape[0] == b.shape[0] == 96 and rate_a == rate_b == 25
+    assert a.shape[0] == b.shape[0] == clips * 16 and rate_a == rate_b == 25
     assert np.array_equal(a, b)
     assert abs(audio_a - audio_b) < 1e-3 and abs(audio_b - seconds) < 0.05

@@ -1,5 +1,6 @@
 """``hallo generate`` on any photo, as a subprocess: crop, paste back, choose the face, keep the
-faithful path, refuse bad images before any model loads.
+faithful path, refuse bad images before any model loads. Each run is a child forked from a warm interpreter
+(tests/support/cli_runner.py: the same ``python -m hallo_core`` without seconds of imports per run).
 
 Tiny random models in the official layout; the faces are found by mediapipe's real BlazeFace
 (``--detector mediapipe``: the tiny folder's SCRFD is a constant graph that always reports one
@@ -10,8 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
+import signal
 from pathlib import Path
 
 import cv2
@@ -32,9 +32,8 @@ def _env() -> dict:
     return env
 
 
-def _cli(*args: str, env: dict = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hallo_core", *args], cwd=REPO, env=env or _env(),
-                          capture_output=True, text=True, timeout=300)
+def _cli(inp, *args: str, env: dict = None):
+    return inp["warm"].run(list(args), REPO, env=env)
 
 
 def _portrait(n: int, side: int) -> np.ndarray:
@@ -46,18 +45,20 @@ def _portrait(n: int, side: int) -> np.ndarray:
 def inp(tmp_path_factory):
     import soundfile as sf
 
-    from tests.support.models_folder import build_models_dir
+    from tests.support import cli_runner
+    from tests.support.models_mirror import tiny_models
 
     if not FIXTURES.is_dir():
         pytest.skip(f"real fixtures not found at {FIXTURES} (../shared is absent)")
+    if not cli_runner.available():
+        pytest.skip("the warm CLI runner needs os.fork")
     mp = pytest.importorskip("mediapipe")
     if not hasattr(mp, "solutions"):  # these runs pick --detector mediapipe: the legacy BlazeFace solution
         pytest.skip(f"mediapipe {mp.__version__} has no bundled face_detection solution (legacy CI job runs these)")
     from tests.landmarks_env import offline_landmarks_skip_reason, write_tasks_bundle
 
     root = tmp_path_factory.mktemp("cli_full_frame")
-    torch.manual_seed(0)
-    models = build_models_dir(root / "models")
+    models = tiny_models(root / "models")
     if offline_landmarks_skip_reason():  # no legacy FaceMesh here: the Tasks path on a real-model bundle
         from hallo_core.face.landmarks import TASK_FILENAME
 
@@ -70,7 +71,10 @@ def inp(tmp_path_factory):
     Image.fromarray(land).save(root / "landscape.png")
     pair = np.concatenate([_portrait(2, 500), _portrait(6, 500)], 1)  # 1000 x 500, two faces
     Image.fromarray(pair).save(root / "pair.png")
-    return {"models": models, "wav": root / "short.wav", "root": root, "landscape": land}
+    (root / "logs").mkdir()
+    warm = cli_runner.WarmCli(env=_env(), log_dir=root / "logs")
+    yield {"models": models, "wav": root / "short.wav", "root": root, "landscape": land, "warm": warm}
+    warm.close()
 
 
 def _gen_args(inp, image, out: Path, *extra: str) -> list:
@@ -78,8 +82,8 @@ def _gen_args(inp, image, out: Path, *extra: str) -> list:
             "--out", str(out), "--size", "64", "--steps", "2", "--device", "cpu", "--detector", "mediapipe", *extra]
 
 
-def _gen(inp, image, out: Path, *extra: str) -> subprocess.CompletedProcess:
-    return _cli(*_gen_args(inp, image, out, *extra))
+def _gen(inp, image, out: Path, *extra: str):
+    return _cli(inp, *_gen_args(inp, image, out, *extra))
 
 
 def _frames(path: Path) -> np.ndarray:
@@ -142,16 +146,14 @@ def test_landscape_photo_gives_a_full_frame_video_pasted_back(inp, landscape_run
 def test_resume_with_paste_back_and_other_geometry_refused(inp, landscape_runs):
     """A paste-back run interrupted after its first clip: a resume at another output size is
     refused without touching it; the same geometry resumes to the uninterrupted run's frames."""
-    from tests.support.cli_signals import interrupt_after_first_clip
-
     full, _ = landscape_runs
     assert not full.with_name(full.name + ".resume.pt").exists()  # a finished run leaves no checkpoint
     image = inp["root"] / "landscape.png"
     out = inp["root"] / "land_interrupted.mp4"
     ckpt = out.with_name(out.name + ".resume.pt")
-    rc, err, _ = interrupt_after_first_clip([sys.executable, "-m", "hallo_core", *_gen_args(inp, image, out)],
-                                            steps=2, env=_env(), cwd=REPO)
-    assert rc == 130 and ckpt.is_file(), err[-3000:]
+    # the bar counts steps over all clips: step 2 of 4 ends the first clip (tests/support/cli_signals.py)
+    r = inp["warm"].signal_when(_gen_args(inp, image, out), REPO, r"\| 2/4 \[", signal.SIGINT)
+    assert r.returncode == 130 and ckpt.is_file(), r.stderr[-3000:]
     assert _frames(out).shape == (16, 720, 1280, 3)  # the pasted first clip plays
     before = out.read_bytes()
     r = _gen(inp, image, out, "--resume", "--max-side", "640")
@@ -193,9 +195,9 @@ def test_bad_face_index_and_bad_images_fail_before_models_load(inp, tmp_path):
              ("blank.png", (), "almost blank")]
     for name, extra, words in cases:
         log = tmp_path / f"{name}.trace"
-        r = _cli("generate", "--models", str(inp["models"]), "--image", str(inp["root"] / name), "--audio",
+        r = _cli(inp, "generate", "--models", str(inp["models"]), "--image", str(inp["root"] / name), "--audio",
                  str(inp["wav"]), "--out", str(inp["root"] / "never.mp4"), "--size", "64", "--device", "cpu",
-                 "--detector", "mediapipe", *extra, env=dict(_env(), HALLO_TRACE_LOADS=str(log)))
+                 "--detector", "mediapipe", *extra, env={"HALLO_TRACE_LOADS": str(log)})
         last = r.stderr.strip().splitlines()[-1]
         assert r.returncode == 2 and last.startswith("error: ") and words in last, r.stderr[-2000:]
         assert "Traceback" not in r.stderr and "clips x steps" not in r.stderr

@@ -16,9 +16,7 @@ line, exit 2, before any weights are read.
 from __future__ import annotations
 
 import os
-import re
 import signal
-import time
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +38,7 @@ def base(tmp_path_factory):
     import soundfile as sf
 
     from tests.support import cli_runner
-    from tests.support.models_folder import build_models_dir
+    from tests.support.models_mirror import tiny_models
 
     if not FIXTURES.is_dir():
         pytest.skip(f"real fixtures not found at {FIXTURES} (../shared is absent)")
@@ -50,8 +48,7 @@ def base(tmp_path_factory):
     from tests.landmarks_env import offline_landmarks_skip_reason, write_tasks_bundle
 
     root = tmp_path_factory.mktemp("cli_speakers")
-    torch.manual_seed(0)
-    models = build_models_dir(root / "models", faces=two_people_scrfd_faces())
+    models = tiny_models(root / "models", faces=two_people_scrfd_faces())
     if offline_landmarks_skip_reason():  # no legacy FaceMesh here: the Tasks path on a real-model bundle
         from hallo_core.face.landmarks import TASK_FILENAME
 
@@ -202,14 +199,8 @@ def test_an_interrupted_hallo2_run_resumes_into_the_uninterrupted_frames(base, t
     out = base["root"] / "resumed.mp4"
     warm = base["warm"]
     args = _args(base, out, *MONO)
-    pid = warm.start(args, cwd=base["root"])
-    first_clip = re.compile(r"\| %d/\d+ \[" % (2 * STEPS))  # clip 1 of both speakers sampled
-    deadline = time.monotonic() + 600
-    while not first_clip.search(warm.stderr_so_far()):
-        assert time.monotonic() < deadline, warm.stderr_so_far()[-3000:]
-        time.sleep(0.05)
-    os.kill(pid, signal.SIGINT)
-    r = warm.wait(600)
+    first_clip = r"\| %d/\d+ \[" % (2 * STEPS)  # clip 1 of both speakers sampled
+    r = warm.signal_when(args, base["root"], first_clip, signal.SIGINT, timeout=600)
     assert r.returncode == 130, r.stderr[-3000:]
     assert "continue with:" in r.stderr and "--resume" in r.stderr
     ckpt = Path(str(out) + ".resume.pt")

@@ -24,7 +24,6 @@ def _source() -> np.ndarray:
 
 
 def test_paste_back_run_interrupted_then_resumed_equals_the_uninterrupted_one(tmp_path):
-    torch.set_num_threads(2)
     net, vae, face = build_tiny_net(seed=0), VaeCodec(build_tiny_vae(seed=1)), random_face_data(64, seed=2)
     n = 10
     audio = random_audio(n, CLIP, seed=4)

@@ -20,7 +20,6 @@ CLIP = 4
 
 @pytest.fixture(scope="module")
 def parts():
-    torch.set_num_threads(2)
     return build_tiny_net(seed=0), VaeCodec(build_tiny_vae(seed=1)), random_face_data(64, seed=2)
 
 
@@ -111,9 +110,9 @@ def test_a_session_reads_each_weight_file_once_for_many_jobs(tmp_path, fixtures_
     import hallo_core.pipeline.full_frame as ff
     from hallo_core.job import GenerateJob, Session
     from hallo_core.media.video import read_video
-    from tests.support.models_folder import build_models_dir
+    from tests.support.models_mirror import tiny_models
 
-    models = build_models_dir(tmp_path / "models")
+    models = tiny_models(tmp_path / "models")
     trace = tmp_path / "trace.log"
     monkeypatch.setenv("HALLO_TRACE_LOADS", str(trace))
     # the framing is not what this test is about (the CLI tests run the real one): a prepared

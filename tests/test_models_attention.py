@@ -23,7 +23,6 @@ def test_default_is_sdpa_exactly():
 
 
 def test_installed_function_is_called_by_the_network():
-    torch.set_num_threads(2)
     net = build_tiny_net(seed=0)
     calls = []
 

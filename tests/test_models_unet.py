@@ -10,8 +10,6 @@ from hallo_core.models.config import load_unet_config
 from hallo_core.models.transformers import MotionModule, _reference_rows, sinusoidal_pe
 from tests.support.tiny_unets import FRAMES, LATENT, TINY, TinyParts, randomize, rel, run_clip, tiny_inputs
 
-torch.set_num_threads(1)
-
 
 @pytest.fixture(scope="module")
 def parts():

@@ -27,7 +27,6 @@ class Ref:  # the fields of nodes.common.Reference that the samplers read (commo
 
 @pytest.fixture(scope="module")
 def parts():
-    torch.set_num_threads(2)
     return build_tiny_net(seed=0), VaeCodec(build_tiny_vae(seed=1)), random_face_data(64, seed=2)
 
 

@@ -17,7 +17,6 @@ def test_settings_device_and_dtype_win_over_the_weights():
 
 
 def test_explicit_device_and_dtype_give_the_same_frames():
-    torch.set_num_threads(2)
     net, vae, face = build_tiny_net(seed=0), VaeCodec(build_tiny_vae(seed=1)), random_face_data(64, seed=2)
     audio = random_audio(4, 4, seed=3)
     outs = []

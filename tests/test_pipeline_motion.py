@@ -16,7 +16,6 @@ CLIP = 4
 
 @pytest.fixture(scope="module")
 def parts():
-    torch.set_num_threads(2)
     return build_tiny_net(seed=0), VaeCodec(build_tiny_vae(seed=1)), random_face_data(64, seed=2)
 
 

@@ -215,7 +215,6 @@ def engine():
     from hallo_core.io.vae import VaeCodec
     from tests.support.tiny_engine import build_tiny_net, build_tiny_vae, random_audio, random_face_data
 
-    torch.set_num_threads(2)
     net, vae = build_tiny_net(seed=0), VaeCodec(build_tiny_vae(seed=1))
     faces = [random_face_data(SIZE, seed=2), random_face_data(SIZE, seed=5)]
     audios = [random_audio(11, CLIP, seed=3), random_audio(11, CLIP, seed=4)]  # 3 clips, the last of 3 frames

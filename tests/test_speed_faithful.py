@@ -25,7 +25,6 @@ def rel(a, b):
 
 @pytest.fixture(scope="module")
 def parts():
-    torch.set_num_threads(2)
     return build_tiny_net(seed=0), VaeCodec(build_tiny_vae(seed=1)), random_face_data(SIZE, seed=2)
 
 

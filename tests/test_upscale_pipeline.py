@@ -18,7 +18,6 @@ from tests.support.tiny_upscaler import (flat_frame, textured_frame, tiny_codefo
 
 @pytest.fixture(scope="module")
 def nets():
-    torch.set_num_threads(2)
     face, empty = textured_frame(seed=0), flat_frame()
     return dict(codeformer=tiny_codeformer(), detector=tiny_detector(face, empty), parser=tiny_parser(),
                 bg_upscaler=rrdb_upscaler(tiny_rrdb(), tile=48, tile_pad=8))

@@ -5,7 +5,6 @@ from fractions import Fraction
 import av
 import numpy as np
 import pytest
-import torch
 
 from hallo_core.upscale import UpscalerModels, upscale_video
 from hallo_core.upscale.background import rrdb_upscaler
@@ -97,7 +96,6 @@ def test_one_quality_default():
 
 
 def test_upscale_video_file_to_file(tmp_path):
-    torch.set_num_threads(2)
     frames = [textured_frame(seed=0), flat_frame(), textured_frame(seed=0)]
     src = tmp_path / "clip.mp4"
     make_clip(src, frames, audio_seconds=0.12)

@@ -8,7 +8,8 @@
   face on a textured frame only (upscaler tests and benchmark).
 - ``models_folder``: tiny models written in the official ``models/hallo`` layout (CLI end-to-end
   and ComfyUI tests).
-- ``models_mirror``: a private copy-on-damage view of that folder (bad-model-file tests).
+- ``models_mirror``: that folder built once per test process, and private copy-on-damage views
+  of it (the CLI end-to-end and bad-model-file tests).
 - ``presets``: ``prepare_models``, ``fast_preset``, ``low_vram_preset`` (speed tests, benchmarks).
 
 Submodules are imported on demand (they pull in diffusers, onnx or OpenCV). ComfyUI has its own

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Union
 
 REPO = Path(__file__).resolve().parents[2]
 WARM_MODULES = ("torch", "numpy", "PIL.Image", "av", "soundfile", "onnxruntime", "tqdm", "diffusers",
@@ -81,6 +82,10 @@ def _serve() -> None:  # pragma: no cover - runs in the server process
                 for spec in req.get("setup", ()):
                     module, _, function = spec.partition(":")
                     getattr(importlib.import_module(module), function)()
+                if "OMP_NUM_THREADS" in req["env"]:  # read once, when torch loaded in the server
+                    import torch
+
+                    torch.set_num_threads(int(req["env"]["OMP_NUM_THREADS"]))
                 signal.signal(signal.SIGINT, signal.default_int_handler)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 sys.argv = ["hallo_core"] + list(req["argv"])
@@ -175,6 +180,26 @@ class WarmCli:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{text!r} did not appear on stderr: {self.stderr_so_far()[-2000:]}")
             time.sleep(0.02)
+
+    def signal_when(self, argv: List[str], cwd: Path, when: Union[str, Callable[[str], bool]], sig: int,
+                    env: Optional[Dict[str, Optional[str]]] = None, timeout: float = 300) -> Result:
+        """Run a command and send it ``sig`` once ``when`` holds: a regex found on its stderr, or a
+        function of its stderr so far. A command that ends first fails the test with its stderr."""
+        ready = (lambda err: re.search(when, err) is not None) if isinstance(when, str) else when
+        pid = self.start(argv, cwd, env)
+        deadline = time.monotonic() + timeout
+        while not ready(self.stderr_so_far()):
+            ended = select.select([self.proc.stdout], [], [], 0)[0]
+            if ended or time.monotonic() > deadline:
+                err = self.stderr_so_far()
+                if not ended:
+                    os.kill(pid, 9)
+                self.wait(60)
+                raise AssertionError(f"the command {'ended' if ended else 'stalled'} before the moment to "
+                                     f"signal it:\n{err[-3000:]}")
+            time.sleep(0.02)
+        os.kill(pid, sig)
+        return self.wait(timeout)
 
     def close(self) -> None:
         if self.proc.poll() is None:

@@ -5,7 +5,8 @@ The moment is read from generate's progress bar on stderr: the bar counts denois
 all clips, so ``| STEPS/TOTAL [`` means the first clip's last step is done. Its frames are then
 decoded and written while the signal is on its way, and the run stops at the next step it
 would start, a whole denoising step (the widest window a run offers) before the second clip
-could finish.
+could finish. ``WarmCli.signal_when`` (tests/support/cli_runner.py) does the same to a child of a
+warm interpreter; :func:`interrupt_after_first_clip` signals a cold ``python -m hallo_core``.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ def _reader(stream, buf: bytearray) -> None:
         buf.extend(chunk)
 
 
-def _signals_as_a_terminal_gives_them() -> None:
-    """In the child, before exec: a test run launched with SIGINT ignored (a script's `&`) would
-    pass that on, and the CLI keeps an ignored signal ignored."""
+def signals_as_a_terminal_gives_them() -> None:
+    """``preexec_fn`` for a child the test signals: a test run launched with SIGINT ignored (a
+    script's `&`) would pass that on, and the CLI keeps an ignored signal ignored."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
@@ -39,7 +40,7 @@ def interrupt_after_first_clip(cmd: List[str], steps: int, env: Optional[dict] =
     """Run ``cmd``, send ``sig`` once the first clip's ``steps`` steps are done; returns
     (exit code, stderr, seconds from the signal to the exit)."""
     proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, preexec_fn=_signals_as_a_terminal_gives_them)
+                            stderr=subprocess.PIPE, preexec_fn=signals_as_a_terminal_gives_them)
     buf = bytearray()
     reader = threading.Thread(target=_reader, args=(proc.stderr, buf), daemon=True)
     reader.start()

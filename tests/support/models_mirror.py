@@ -55,3 +55,17 @@ def shared_tiny_models() -> Path:
         atexit.register(shutil.rmtree, tmp, True)
         _SHARED["root"] = build_models_dir(tmp / "models")
     return _SHARED["root"]
+
+
+def tiny_models(dst: Path, faces=None) -> Path:
+    """``build_models_dir(dst, faces=faces)``'s folder (seed 0, the same bytes) as a mirror of the
+    shared one: the 460 MB are written once per test process instead of once per test module.
+    ``faces``: what the tiny SCRFD reports; that folder's two small graphs are then private files."""
+    dst = mirror(shared_tiny_models(), Path(dst))
+    if faces is not None:
+        from .models_folder import write_tiny_face_models
+
+        for f in (dst / "face_analysis" / "models").iterdir():
+            f.unlink()  # never written through a link
+        write_tiny_face_models(dst, faces=faces)
+    return dst
