@@ -10,7 +10,7 @@ REFERENCE = SHARED / "reference"
 
 
 def _torch_threads() -> int:
-    """What torch starts with in a child of this run: OMP_NUM_THREADS, or the CPUs this process may use."""
+    """OMP_NUM_THREADS, or the CPUs this process may use."""
     try:
         return max(int(os.environ.get("OMP_NUM_THREADS", "")), 1)
     except ValueError:
@@ -18,11 +18,14 @@ def _torch_threads() -> int:
 
 
 THREADS = _torch_threads()
+# exported, so that every child (a CLI run, a warm server) starts with this count rather than with
+# torch's own default, which may count physical cores only
+os.environ["OMP_NUM_THREADS"] = str(THREADS)
 
 
 @pytest.fixture(autouse=True)
 def torch_threads():
-    """Every test computes with the thread count its CLI children start with: the thread count
+    """Every test computes with the thread count its CLI children start with (above): the thread count
     changes float rounding, so an in-process run and a child's run of the same job agree only on
     the same count; and a count one test sets does not leak into the next."""
     import sys

@@ -42,7 +42,6 @@ TRACE = "HALLO_TRACE_LOADS"
 def _env() -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    env.setdefault("OMP_NUM_THREADS", "1")
     env.pop(TRACE, None)
     return env
 

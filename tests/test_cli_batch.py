@@ -272,7 +272,7 @@ def test_bad_rows_are_one_line_each_and_the_exit_code_says_so(inp, warm, tmp_pat
     jobs = folder / "jobs.jsonl"
     jobs.write_text("\n".join(rows) + "\n")
     trace = tmp_path / "trace.log"
-    r = warm.run(_batch_argv(jobs, inp["models"]), REPO, env={"HALLO_TRACE_LOADS": str(trace)}, timeout=900)
+    r = warm.run(_batch_argv(jobs, inp["models"]), REPO, env={"HALLO_TRACE_LOADS": str(trace)}, timeout=300)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-3000:]
     lines = {int(m.group(1)): ln for ln in r.stderr.splitlines() for m in [re.match(r"job (\d+) \(", ln)] if m}
     assert "unknown field 'stepz'" in lines[1] and "steps" in lines[1]

@@ -28,7 +28,6 @@ SECONDS = 0.8  # 20 frames at 25 fps: two clips (16 + 4), so the clip chaining r
 def _env() -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    env.setdefault("OMP_NUM_THREADS", "2")
     return env
 
 

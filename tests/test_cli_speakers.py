@@ -68,7 +68,6 @@ def base(tmp_path_factory):
     sf.write(str(root / "interview.wav"), st, sr, subtype="FLOAT")
     sf.write(str(root / "quiet.wav"), np.zeros(len(b), np.float32), sr, subtype="FLOAT")
     env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", "2")
     env.pop(TRACE, None)
     (root / "logs").mkdir()
     warm = cli_runner.WarmCli(env=env, log_dir=root / "logs")
